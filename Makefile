@@ -1,0 +1,54 @@
+# Kefu - the two quick-start commands are `make dev` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Python 3.13 (Lambda's runtime) where it exists, else any Python 3.11+.
+PYTHON := $(shell for c in "env PYENV_VERSION=3.13.0 python3.13" python3.13 python3; do \
+	$$c -c 'import sys; assert sys.version_info >= (3, 11); print(sys.executable)' 2>/dev/null && break; done)
+VENV := .venv
+SAMVENV := .venv-sam
+PY := $(VENV)/bin/python
+export SAM_CLI_TELEMETRY := 0
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help dev test unit integration lint-template env clean
+
+help:
+	@echo "make dev    - run the local stack (AWS emulator + WeCom simulator) with a scripted demo"
+	@echo "make test   - run every test and check (creates the environments if needed)"
+	@echo "make lint-template - cfn-lint 1.53.3 and sam validate --lint on template.yaml"
+
+$(VENV)/.stamp: requirements-dev.txt shared/requirements.txt
+	@test -n "$(PYTHON)" || { echo "need Python 3.11+ (3.13 preferred)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+$(SAMVENV)/.stamp: requirements-sam.txt
+	@test -n "$(PYTHON)" || { echo "need Python 3.11+ (3.13 preferred)"; exit 1; }
+	$(PYTHON) -m venv $(SAMVENV)
+	$(SAMVENV)/bin/python -m pip install -q --upgrade pip
+	$(SAMVENV)/bin/python -m pip install -q -r requirements-sam.txt
+	touch $@
+
+env: $(VENV)/.stamp $(SAMVENV)/.stamp
+
+dev: $(VENV)/.stamp
+	KEFU_DEMO=$${KEFU_DEMO:-1} $(PY) -m local.stack
+
+lint-template: $(SAMVENV)/.stamp
+	$(SAMVENV)/bin/cfn-lint template.yaml
+	$(SAMVENV)/bin/sam validate --lint --region us-east-1 --template template.yaml
+
+unit: $(VENV)/.stamp
+	$(PY) -m pytest tests/unit -q
+
+integration: $(VENV)/.stamp
+	$(PY) -m pytest tests/integration -q
+
+test: env lint-template
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) $(SAMVENV) .aws-sam .pytest_cache .hypothesis

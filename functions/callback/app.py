@@ -1,0 +1,65 @@
+"""Callback function: WeCom's URL verification (GET) and event callbacks (POST) -> sync queue."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+
+from kefu import callback, observability
+from kefu.config import CallbackSettings, load
+from kefu.crypto import WXBizMsgCrypt
+from kefu.errors import error_response
+from kefu.queues import enqueue_sync
+from kefu.secrets import load_secrets
+
+SERVICE = "callback"
+settings = load(CallbackSettings)
+logger = observability.logger(SERVICE)
+app = APIGatewayHttpResolver()
+
+
+def _crypto() -> WXBizMsgCrypt:
+    secrets = load_secrets(settings.secrets_prefix)  # cached per container by Powertools
+    return WXBizMsgCrypt(secrets.callback_token, secrets.encoding_aes_key, settings.corp_id)
+
+
+def _query() -> dict[str, str]:
+    return dict(app.current_event.query_string_parameters or {})
+
+
+@app.get("/callback")
+def verify_url() -> Response:
+    plaintext = callback.verify_url(_crypto(), _query())
+    logger.info("callback URL verified")
+    return Response(status_code=200, content_type="text/plain; charset=utf-8", body=plaintext)
+
+
+@app.post("/callback")
+def receive_event() -> Response:
+    body = app.current_event.decoded_body or ""
+    raw = body.encode("utf-8") if isinstance(body, str) else body
+    event = callback.read_event(_crypto(), _query(), raw, settings.max_body_bytes)
+    job = callback.sync_job(event)
+    if job is None:
+        logger.info("callback acknowledged, not queued", extra={"event": event.event, "open_kfid": event.open_kfid})
+        observability.count(SERVICE, "CallbackIgnored")
+    else:
+        message_id = enqueue_sync(settings.sync_queue_url, job)
+        logger.info(
+            "callback queued for sync",
+            extra={"open_kfid": job.open_kfid, "create_time": job.create_time, "sqs_message_id": message_id},
+        )
+        observability.count(SERVICE, "CallbackQueued")
+    return Response(status_code=200, content_type="text/plain; charset=utf-8", body="success")
+
+
+@app.exception_handler(callback.CallbackRejected)
+def rejected(exc: callback.CallbackRejected) -> Response:
+    logger.warning("callback rejected", extra={"status": exc.status, "error": exc.error, "path": app.current_event.path})
+    observability.count(SERVICE, "CallbackRejected")
+    return error_response(exc.status, exc.error, exc.message)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@observability.metrics(SERVICE).log_metrics
+def handler(event: dict, context: object) -> dict:
+    return app.resolve(event, context)

@@ -1,0 +1,141 @@
+"""The template's functions, loaded in this process and invoked with Lambda-shaped events."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from local.template import Template
+
+FUNCTION_TYPE = "AWS::Serverless::Function"
+
+
+@dataclass
+class HttpRoute:
+    method: str
+    path: str
+    function: str
+
+
+@dataclass
+class QueueSource:
+    function: str
+    event_name: str
+    queue_arn: str
+    batch_size: int
+    report_failures: bool
+    batching_window: int
+
+
+@dataclass
+class LocalContext:
+    """The attributes of Lambda's context object that handlers and Powertools read."""
+
+    function_name: str
+    memory_limit_in_mb: int
+    timeout: float
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_version: str = "$LATEST"
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:{os.environ.get('AWS_DEFAULT_REGION', 'us-east-1')}:123456789012:function:{self.function_name}"
+
+    @property
+    def log_group_name(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
+
+    @property
+    def log_stream_name(self) -> str:
+        return "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.timeout - (time.monotonic() - self.started)) * 1000))
+
+
+@dataclass
+class LocalFunction:
+    logical_id: str
+    code_dir: Path
+    handler_name: str
+    environment: dict[str, str]
+    timeout: float
+    memory: int
+    _handler: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def load(self) -> None:
+        module_file, _, attr = self.handler_name.rpartition(".")
+        path = self.code_dir / f"{module_file.replace('.', '/')}.py"
+        name = f"kefu_local_fn_{self.logical_id}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise RuntimeError(f"{self.logical_id}: cannot load handler file {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        self._handler = getattr(module, attr)
+
+    def invoke(self, event: dict[str, Any]) -> Any:
+        if self._handler is None:
+            with self._lock:
+                if self._handler is None:
+                    self.load()
+        context = LocalContext(self.logical_id, self.memory, self.timeout)
+        return self._handler(event, context)
+
+
+def load_functions(template: Template, root: Path) -> tuple[dict[str, LocalFunction], list[HttpRoute], list[QueueSource]]:
+    functions: dict[str, LocalFunction] = {}
+    routes: list[HttpRoute] = []
+    sources: list[QueueSource] = []
+    for logical_id in template.resources(FUNCTION_TYPE):
+        props = template.resolve(template.function_properties(logical_id))
+        env = {k: str(v) for k, v in (props.get("Environment", {}).get("Variables") or {}).items()}
+        functions[logical_id] = LocalFunction(
+            logical_id=logical_id,
+            code_dir=root / props["CodeUri"],
+            handler_name=props["Handler"],
+            environment=env,
+            timeout=float(props.get("Timeout", 3)),
+            memory=int(props.get("MemorySize", 128)),
+        )
+        for event_name, event in (props.get("Events") or {}).items():
+            kind, ev = event.get("Type"), event.get("Properties") or {}
+            if kind == "HttpApi":
+                routes.append(HttpRoute(ev.get("Method", "ANY").upper(), ev.get("Path", "$default"), logical_id))
+            elif kind == "SQS":
+                sources.append(QueueSource(
+                    function=logical_id,
+                    event_name=event_name,
+                    queue_arn=ev["Queue"],
+                    batch_size=int(ev.get("BatchSize", 10)),
+                    report_failures="ReportBatchItemFailures" in (ev.get("FunctionResponseTypes") or []),
+                    batching_window=int(ev.get("MaximumBatchingWindowInSeconds", 0)),
+                ))
+            else:
+                raise RuntimeError(f"{logical_id}.{event_name}: the local stack does not serve {kind} events")
+    return functions, routes, sources
+
+
+def apply_environment(functions: dict[str, LocalFunction]) -> None:
+    """All functions share this process: their variables must agree where they overlap."""
+    merged: dict[str, tuple[str, str]] = {}
+    for fn in functions.values():
+        for key, value in fn.environment.items():
+            if key in merged and merged[key][1] != value:
+                raise RuntimeError(
+                    f"environment variable {key} differs between {merged[key][0]} and {fn.logical_id}; "
+                    "the local stack runs all functions in one process"
+                )
+            merged[key] = (fn.logical_id, value)
+    for key, (_, value) in merged.items():
+        os.environ[key] = value

@@ -1,0 +1,141 @@
+"""Lambda's SQS event source, locally: receive batches, invoke, delete what succeeded.
+
+As deployed: a batch is at most BatchSize records; with ReportBatchItemFailures only the records
+the handler names stay on the queue; a raised exception or a malformed answer fails the whole
+batch; failed records come back after the visibility timeout, and the queue's redrive policy
+moves them to the DLQ after maxReceiveCount receives (the emulator enforces that on receive).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from local.functions import LocalFunction, QueueSource
+
+RECEIVE_WAIT_SECONDS = 1
+
+
+def to_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:
+    attributes = dict(message.get("Attributes") or {})
+    body = message.get("Body", "")
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": body,
+        "attributes": attributes,
+        "messageAttributes": {
+            name: {
+                "stringValue": attr.get("StringValue"),
+                "binaryValue": attr.get("BinaryValue"),
+                "stringListValues": [],
+                "binaryListValues": [],
+                "dataType": attr.get("DataType"),
+            }
+            for name, attr in (message.get("MessageAttributes") or {}).items()
+        },
+        "md5OfBody": message.get("MD5OfBody") or hashlib.md5(body.encode()).hexdigest(),  # noqa: S324 - SQS's checksum
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": region,
+    }
+
+
+def settle(result: Any, records: list[dict[str, Any]], report_failures: bool) -> list[dict[str, Any]]:
+    """Return the records to delete for a handler's answer (Lambda's rules)."""
+    if not report_failures or result is None:
+        return records
+    if not isinstance(result, dict):
+        return []
+    failures = result.get("batchItemFailures")
+    if failures is None:
+        return records
+    ids = {r["messageId"] for r in records}
+    try:
+        failed = {f["itemIdentifier"] for f in failures}
+    except (TypeError, KeyError):
+        return []
+    if not failed <= ids:  # an unknown or empty identifier fails the whole batch
+        return []
+    return [r for r in records if r["messageId"] not in failed]
+
+
+class QueuePoller:
+    def __init__(self, source: QueueSource, queue_url: str, function: LocalFunction, session: Any, region: str,
+                 log: Callable[[str], None], workers: int = 1, visibility_timeout: int | None = None) -> None:
+        self.source = source
+        self.queue_url = queue_url
+        self._function = function
+        self._sqs = session.client("sqs")
+        self._region = region
+        self._log = log
+        self._visibility = visibility_timeout
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self._run, name=f"poller-{source.function}-{i}", daemon=True) for i in range(workers)
+        ]
+        self.invocations = 0
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=RECEIVE_WAIT_SECONDS + 5)
+
+    def _receive(self) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = []
+        deadline = time.monotonic() + self.source.batching_window
+        while len(messages) < self.source.batch_size and not self._stop.is_set():
+            args: dict[str, Any] = {
+                "QueueUrl": self.queue_url,
+                "MaxNumberOfMessages": min(10, self.source.batch_size - len(messages)),
+                "WaitTimeSeconds": 0 if messages else RECEIVE_WAIT_SECONDS,
+                "MessageSystemAttributeNames": ["All"],
+                "MessageAttributeNames": ["All"],
+            }
+            if self._visibility is not None:
+                args["VisibilityTimeout"] = self._visibility
+            got = self._sqs.receive_message(**args).get("Messages", [])
+            messages.extend(got)
+            if not got or (len(messages) < self.source.batch_size and time.monotonic() >= deadline):
+                break
+        return messages
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                messages = self._receive()
+            except Exception as exc:  # the emulator going away at shutdown, mostly
+                if not self._stop.is_set():
+                    print(f"[sqs] receive failed on {self.source.function}: {exc}", file=sys.stderr)
+                    time.sleep(0.5)
+                continue
+            if messages:
+                self._deliver(messages)
+
+    def _deliver(self, messages: list[dict[str, Any]]) -> None:
+        records = [to_record(m, self.source.queue_arn, self._region) for m in messages]
+        started = time.perf_counter()
+        try:
+            result = self._function.invoke({"Records": records})
+            done = settle(result, records, self.source.report_failures)
+            outcome = "ok" if len(done) == len(records) else f"{len(records) - len(done)} failed"
+        except Exception as exc:
+            print(f"[sqs] {self.source.function} raised {type(exc).__name__}: {exc}", file=sys.stderr)
+            done, outcome = [], f"raised {type(exc).__name__}"
+        self.invocations += 1
+        for start in range(0, len(done), 10):
+            chunk = done[start : start + 10]
+            self._sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": r["receiptHandle"]} for i, r in enumerate(chunk)],
+            )
+        ms = (time.perf_counter() - started) * 1000
+        self._log(f"[sqs] {len(records)} record(s) -> {self.source.function}: {outcome} ({ms:.0f} ms)")

@@ -1,0 +1,187 @@
+"""The local stack: `python -m local.stack` (what `make dev` runs).
+
+Starts the AWS emulator (moto server on loopback) unless AWS_ENDPOINT_URL names one, the WeCom
+simulator unless WECOM_API_BASE names a WeCom-compatible base URL, creates the template's
+resources in the emulator, writes the WeCom secrets to its SSM, serves every HttpApi route of
+template.yaml on 127.0.0.1:$PORT and runs a poller per SQS event source. Prints
+"kefu local stack ready: http://127.0.0.1:PORT" once it serves. Ctrl-C stops it cleanly.
+
+Local-only knobs: KEFU_STACK_NAME (resource name prefix, default kefu-local),
+KEFU_LOCAL_WORKERS (concurrent batches per queue, default 2), KEFU_LOCAL_VISIBILITY_TIMEOUT
+(seconds a failed record stays hidden; default: the queue's own), KEFU_DEMO=1 (run the demo).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+READY = "kefu local stack ready: http://127.0.0.1:{port}"
+HOST = "127.0.0.1"
+
+
+def log(line: str) -> None:
+    print(line, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LocalStack:
+    env: dict[str, str]
+    port: int = 3000
+    aws_endpoint: str = ""
+    wecom_base: str = ""
+    template: Any = None
+    simulator: Any = None
+    _closers: list[Any] = field(default_factory=list)
+    pollers: list[Any] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    def start(self) -> None:
+        from local.credentials import resolve_credentials
+
+        region = self.env.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+        os.environ["AWS_DEFAULT_REGION"] = region
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            os.environ.setdefault(key, "testing")
+        self.port = int(self.env.get("PORT") or 3000)
+        self._start_emulator()
+        creds = resolve_credentials(self.env, builtin_simulator=not self.env.get("WECOM_API_BASE"))
+        self._start_simulator(creds)
+        self._provision(creds, region)
+
+    def _start_emulator(self) -> None:
+        self.aws_endpoint = self.env.get("AWS_ENDPOINT_URL", "")
+        if not self.aws_endpoint:
+            from moto.server import ThreadedMotoServer
+
+            port = free_port()
+            server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
+            server.start()
+            self._closers.append(server.stop)
+            self.aws_endpoint = f"http://{HOST}:{port}"
+            log(f"kefu local stack: AWS emulator (moto server) at {self.aws_endpoint}")
+        os.environ["AWS_ENDPOINT_URL"] = self.aws_endpoint
+
+    def _start_simulator(self, creds: Any) -> None:
+        self.wecom_base = self.env.get("WECOM_API_BASE", "")
+        if not self.wecom_base:
+            from local.wecom_sim import WeComSimulator
+
+            self.simulator = WeComSimulator(
+                corp_id=creds.corp_id, corp_secret=creds.corp_secret, token=creds.token,
+                encoding_aes_key=creds.encoding_aes_key,
+            )
+            self.wecom_base = self.simulator.start()
+            self._closers.append(self.simulator.stop)
+            log(f"kefu local stack: WeCom simulator at {self.wecom_base}")
+
+    def _provision(self, creds: Any, region: str) -> None:
+        import boto3
+
+        from kefu.secrets import parameter_names
+        from local.functions import apply_environment, load_functions
+        from local.provision import provision, put_secrets
+        from local.template import Template
+
+        stack_name = self.env.get("KEFU_STACK_NAME", "kefu-local")
+        self.template = Template.load(
+            ROOT / "template.yaml",
+            overrides={"WeComCorpId": creds.corp_id, "WeComApiBase": self.wecom_base},
+            region=region,
+        )
+        session = boto3.Session(region_name=region)
+        created = provision(self.template, stack_name, session)
+        prefix = self.template.parameters["SecretsPrefix"]
+        put_secrets(session, parameter_names(prefix), creds.secret_values())
+        log(f"kefu local stack: created {', '.join(f'{k} {len(v)}' for k, v in created.items())} "
+            f"from template.yaml; secrets in SSM under {prefix}")
+        log("kefu local stack resources: " + json.dumps({**self.template.physical, "SecretsPrefix": prefix}))
+        self.functions, self.routes, self.sources = load_functions(self.template, ROOT)
+        apply_environment(self.functions)
+        if "KEFU_ROUTING_CONFIG" in self.env:
+            os.environ["KEFU_ROUTING_CONFIG"] = self.env["KEFU_ROUTING_CONFIG"]
+        for fn in self.functions.values():
+            fn.load()  # a configuration error fails here, naming the setting
+        self._session = session
+        self._region = region
+
+    def serve(self) -> None:
+        from local.http_api import HttpApiServer
+        from local.sqs_poller import QueuePoller
+
+        api = HttpApiServer(HOST, self.port, self.routes, self.functions, log)
+        api.start()
+        self.port = api.port
+        self._closers.insert(0, api.stop)
+        arn_to_url = {
+            self.template.attributes[(lid, "Arn")]: url
+            for lid, url in ((lid, self.template.physical[lid]) for lid in self.template.resources("AWS::SQS::Queue"))
+        }
+        workers = int(self.env.get("KEFU_LOCAL_WORKERS") or 2)
+        visibility = self.env.get("KEFU_LOCAL_VISIBILITY_TIMEOUT")
+        for source in self.sources:
+            poller = QueuePoller(
+                source, arn_to_url[source.queue_arn], self.functions[source.function], self._session, self._region,
+                log, workers=workers, visibility_timeout=int(visibility) if visibility else None,
+            )
+            poller.start()
+            self.pollers.append(poller)
+            self._closers.insert(0, poller.stop)
+        for route in self.routes:
+            log(f"kefu local stack: {route.method} {route.path} -> {route.function}")
+        if self.simulator is not None:
+            self.simulator.set_callback_url(f"{self.url}/callback")
+
+    def stop(self) -> None:
+        for close in self._closers:
+            try:
+                close()
+            except Exception as exc:  # keep closing the rest
+                print(f"kefu local stack: error while stopping: {exc}", file=sys.stderr)
+        self._closers.clear()
+
+
+def main() -> int:
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
+    stack = LocalStack(env=dict(os.environ))
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    try:
+        stack.start()
+        stack.serve()
+    except Exception as exc:
+        stack.stop()
+        print(f"kefu local stack failed to start: {exc}", file=sys.stderr)
+        return 1
+    log(READY.format(port=stack.port))
+    if stack.simulator is not None and os.environ.get("KEFU_DEMO") == "1":
+        from local.demo import run_demo
+
+        threading.Thread(target=run_demo, args=(stack,), name="demo", daemon=True).start()
+    stopping.wait()
+    log("kefu local stack: stopping")
+    stack.stop()
+    log("kefu local stack: stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

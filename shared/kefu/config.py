@@ -1,0 +1,69 @@
+"""Settings read from the environment once per container and validated with pydantic.
+
+Each function declares the settings it needs as a subclass of ``Settings``; a missing or malformed
+variable fails the cold start with a ``ConfigError`` naming the environment variable.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+S = TypeVar("S", bound="Settings")
+
+DEFAULT_WECOM_API_BASE = "https://qyapi.weixin.qq.com"
+
+
+class ConfigError(RuntimeError):
+    """A setting is missing or malformed; the message names the environment variable."""
+
+
+class Settings(BaseModel):
+    """Settings every function shares."""
+
+    model_config = ConfigDict(populate_by_name=True, extra="ignore", frozen=True)
+
+    corp_id: str = Field(alias="WECOM_CORP_ID", min_length=1, max_length=64)
+    secrets_prefix: str = Field(alias="KEFU_SECRETS_PREFIX", default="/kefu")
+    wecom_api_base: str = Field(alias="WECOM_API_BASE", default=DEFAULT_WECOM_API_BASE)
+    state_table: str = Field(alias="KEFU_STATE_TABLE", min_length=3)
+
+    @field_validator("secrets_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not value.startswith("/") or value.endswith("/") or len(value) < 2:
+            raise ValueError("must be an SSM path like /kefu (leading slash, no trailing slash)")
+        return value
+
+    @field_validator("wecom_api_base")
+    @classmethod
+    def _base(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL")
+        return value.rstrip("/")
+
+
+class CallbackSettings(Settings):
+    sync_queue_url: str = Field(alias="KEFU_SYNC_QUEUE_URL", min_length=1)
+    max_body_bytes: int = Field(alias="KEFU_MAX_BODY_BYTES", default=64 * 1024, gt=0)
+
+
+def load(cls: type[S], environ: Mapping[str, str] | None = None) -> S:
+    env = os.environ if environ is None else environ
+    try:
+        return cls.model_validate(dict(env))
+    except ValidationError as exc:
+        raise ConfigError(_describe(cls, exc)) from None
+
+
+def _describe(cls: type[Settings], exc: ValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        info = cls.model_fields.get(field)
+        name = info.alias if info is not None and info.alias else field
+        problems.append(f"{name}: {err['msg']}")
+    return "invalid configuration: " + "; ".join(problems)

@@ -1,0 +1,51 @@
+"""The WeCom secrets, read from SSM Parameter Store (SecureString) and cached per container."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from kefu.config import ConfigError
+
+CORP_SECRET = "corp-secret"
+CALLBACK_TOKEN = "callback-token"
+ENCODING_AES_KEY = "encoding-aes-key"
+NAMES = (CORP_SECRET, CALLBACK_TOKEN, ENCODING_AES_KEY)
+CACHE_SECONDS = 300
+
+_AES_KEY = re.compile(r"[A-Za-z0-9]{43}")
+
+
+@dataclass(frozen=True)
+class WeComSecrets:
+    corp_secret: str = field(repr=False)
+    callback_token: str = field(repr=False)
+    encoding_aes_key: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.callback_token or not self.corp_secret:
+            raise ConfigError("WeCom secrets: corp-secret and callback-token must not be empty")
+        if not _AES_KEY.fullmatch(self.encoding_aes_key):
+            raise ConfigError("WeCom secrets: encoding-aes-key must be 43 characters [A-Za-z0-9]")
+
+
+def parameter_names(prefix: str) -> dict[str, str]:
+    return {name: f"{prefix}/{name}" for name in NAMES}
+
+
+def load_secrets(prefix: str) -> WeComSecrets:
+    """Read the three SecureStrings under ``prefix`` (Powertools caches them for CACHE_SECONDS)."""
+    from aws_lambda_powertools.utilities.parameters import get_parameters_by_name
+
+    names = parameter_names(prefix)
+    try:
+        values = get_parameters_by_name(
+            parameters={path: {} for path in names.values()}, decrypt=True, max_age=CACHE_SECONDS
+        )
+    except Exception as exc:  # the library raises GetParameterError with the missing names
+        raise ConfigError(f"cannot read WeCom secrets under {prefix}: {type(exc).__name__}: {exc}") from None
+    return WeComSecrets(
+        corp_secret=str(values[names[CORP_SECRET]]),
+        callback_token=str(values[names[CALLBACK_TOKEN]]),
+        encoding_aes_key=str(values[names[ENCODING_AES_KEY]]),
+    )

@@ -1,0 +1,164 @@
+"""HTTP transport for the WeCom API: JSON in UTF-8, one error type, retries, token refresh.
+
+Reads (calls that change nothing at WeCom) are retried with backoff on busy/rate-limit codes,
+HTTP 5xx and timeouts. Writes (sends, transfers) are never repeated blindly: a transient
+failure surfaces to the caller, which decides with its own idempotency key. A rejected
+access_token is refreshed and the call retried once, for reads and writes alike, since WeCom
+did not execute a call it refused for its token.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from kefu.wecom.errors import WeComError
+
+MAX_ATTEMPTS = 4
+BACKOFF_SECONDS = 0.2
+TIMEOUT = httpx.Timeout(5.0, connect=2.0)
+
+
+def encode_json(body: dict[str, Any]) -> bytes:
+    """WeCom rejects \\uXXXX escapes (40033): send raw UTF-8."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class WeComClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        token_source: Callable[[], str] | None = None,
+        on_token_rejected: Callable[[str], None] | None = None,
+        http: httpx.Client | None = None,
+        max_attempts: int = MAX_ATTEMPTS,
+        backoff: float = BACKOFF_SECONDS,
+        sleep: Callable[[float], None] = time.sleep,
+        on_error: Callable[[WeComError], None] | None = None,
+    ) -> None:
+        self._base = base_url.rstrip("/") + "/cgi-bin/"
+        self._token_source = token_source
+        self._on_token_rejected = on_token_rejected
+        self._http = http or httpx.Client(timeout=TIMEOUT)
+        self._max_attempts = max_attempts
+        self._backoff = backoff
+        self._sleep = sleep
+        self._on_error = on_error
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- public calls -------------------------------------------------------------------------
+
+    def read(self, path: str, body: dict[str, Any] | None = None, *, params: dict[str, str] | None = None) -> dict[str, Any]:
+        """A call that changes nothing at WeCom (GET, or POST of a query): retried when transient."""
+        return self._call(path, body, params, retry_transient=True)
+
+    def write(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """A call that changes state at WeCom: never repeated after a transient failure."""
+        return self._call(path, body, None, retry_transient=False)
+
+    def download(self, path: str, params: dict[str, str]) -> tuple[bytes, str]:
+        """A GET returning binary (media/get); WeCom answers JSON with an errcode on failure."""
+        return self._with_token(path, lambda token: self._retrying(path, lambda: self._fetch_binary(path, params, token)))
+
+    def gettoken(self, corp_id: str, corp_secret: str) -> tuple[str, int]:
+        data = self._retrying(
+            "gettoken", lambda: self._send("gettoken", None, {"corpid": corp_id, "corpsecret": corp_secret})
+        )
+        return str(data["access_token"]), int(data.get("expires_in", 7200))
+
+    # -- mechanics ----------------------------------------------------------------------------
+
+    def _call(self, path: str, body: dict[str, Any] | None, params: dict[str, str] | None, *, retry_transient: bool) -> dict[str, Any]:
+        def attempt(token: str) -> dict[str, Any]:
+            query = {**(params or {}), "access_token": token}
+            once = lambda: self._send(path, body, query)  # noqa: E731
+            return self._retrying(path, once) if retry_transient else self._reporting(once)
+
+        return self._with_token(path, attempt)
+
+    def _with_token(self, path: str, attempt: Callable[[str], Any]) -> Any:
+        if self._token_source is None:
+            raise WeComError(path, None, "no access_token source configured")
+        token = self._token_source()
+        try:
+            return attempt(token)
+        except WeComError as exc:
+            if not exc.token_rejected:
+                raise
+            if self._on_token_rejected is not None:
+                self._on_token_rejected(token)
+            return attempt(self._token_source())
+
+    def _reporting(self, once: Callable[[], Any]) -> Any:
+        try:
+            return once()
+        except WeComError as exc:
+            if self._on_error is not None:
+                self._on_error(exc)
+            raise
+
+    def _retrying(self, path: str, once: Callable[[], Any]) -> Any:
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                return self._reporting(once)
+            except WeComError as exc:
+                if not exc.transient or attempt == self._max_attempts:
+                    raise
+                self._sleep(self._backoff * 2 ** (attempt - 1) * (0.5 + random.random()))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send(self, path: str, body: dict[str, Any] | None, params: dict[str, str] | None) -> dict[str, Any]:
+        url = self._base + path
+        try:
+            if body is None:
+                response = self._http.get(url, params=params)
+            else:
+                response = self._http.post(
+                    url, params=params, content=encode_json(body),
+                    headers={"Content-Type": "application/json; charset=utf-8"},
+                )
+        except httpx.TimeoutException:
+            raise WeComError(path, None, "timed out") from None
+        except httpx.HTTPError as exc:
+            raise WeComError(path, None, f"transport error: {type(exc).__name__}") from None
+        return self._decode(path, response)
+
+    def _fetch_binary(self, path: str, params: dict[str, str], token: str) -> tuple[bytes, str]:
+        try:
+            response = self._http.get(self._base + path, params={**params, "access_token": token})
+        except httpx.TimeoutException:
+            raise WeComError(path, None, "timed out") from None
+        except httpx.HTTPError as exc:
+            raise WeComError(path, None, f"transport error: {type(exc).__name__}") from None
+        content_type = response.headers.get("content-type", "application/octet-stream")
+        if response.status_code != 200 or content_type.startswith(("application/json", "text/plain")):
+            self._decode(path, response)  # raises with WeCom's errcode
+            raise WeComError(path, None, "expected binary content", response.status_code)
+        return response.content, content_type
+
+    @staticmethod
+    def _decode(path: str, response: httpx.Response) -> dict[str, Any]:
+        if response.status_code != 200:
+            raise WeComError(path, None, f"HTTP {response.status_code}", response.status_code)
+        try:
+            data = response.json()
+        except ValueError:
+            raise WeComError(path, None, "response is not JSON", response.status_code) from None
+        if not isinstance(data, dict):
+            raise WeComError(path, None, "response is not a JSON object", response.status_code)
+        errcode = data.get("errcode", 0)
+        if errcode not in (0, "0"):
+            try:
+                code = int(errcode)
+            except (TypeError, ValueError):
+                code = -1
+            raise WeComError(path, code, str(data.get("errmsg", "")))
+        return data

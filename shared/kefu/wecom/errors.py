@@ -1,0 +1,41 @@
+"""The one error type for WeCom API failures."""
+
+from __future__ import annotations
+
+SYSTEM_BUSY = -1
+TOKEN_ERRORS = frozenset({40001, 40014, 42001})
+RETRYABLE_ERRORS = frozenset({SYSTEM_BUSY, 45009, 45033})
+IP_NOT_TRUSTED = 60020
+MSG_TOKEN_INVALID = 95007
+
+
+class WeComError(Exception):
+    """A WeCom call that did not succeed.
+
+    ``errcode`` is WeCom's code, or None when no WeCom answer was read (timeout, connection error,
+    HTTP error status); then ``http_status`` tells what happened, if anything came back.
+    """
+
+    def __init__(self, path: str, errcode: int | None, errmsg: str, http_status: int | None = None) -> None:
+        super().__init__(f"{path}: errcode={errcode} {errmsg}")
+        self.path = path
+        self.errcode = errcode
+        self.errmsg = errmsg
+        self.http_status = http_status
+
+    @property
+    def transient(self) -> bool:
+        """True when the same call may succeed if repeated later."""
+        if self.errcode is None:
+            return self.http_status is None or self.http_status >= 500 or self.http_status == 429
+        return self.errcode in RETRYABLE_ERRORS
+
+    @property
+    def token_rejected(self) -> bool:
+        return self.errcode in TOKEN_ERRORS
+
+    @property
+    def metric_code(self) -> str:
+        if self.errcode is not None:
+            return str(self.errcode)
+        return f"http_{self.http_status}" if self.http_status else "transport"

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+
+import boto3
+import pytest
+
+from tests.integration.harness import StackProcess, start_stack
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def aws_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def aws(aws_endpoint: str) -> boto3.Session:
+    return boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1")
+
+
+@pytest.fixture(scope="session")
+def clients(aws: boto3.Session, aws_endpoint: str):
+    class Clients:
+        sqs = aws.client("sqs", endpoint_url=aws_endpoint)
+        dynamodb = aws.client("dynamodb", endpoint_url=aws_endpoint)
+        ssm = aws.client("ssm", endpoint_url=aws_endpoint)
+        s3 = aws.client("s3", endpoint_url=aws_endpoint)
+
+    return Clients
+
+
+@pytest.fixture(scope="module")
+def simulator():
+    from local.wecom_sim import WeComSimulator
+
+    sim = WeComSimulator()
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(aws_endpoint: str, simulator) -> Iterator[StackProcess]:
+    """One local stack per test module, with its own resource names."""
+    proc = start_stack({
+        "AWS_ENDPOINT_URL": aws_endpoint,
+        "WECOM_API_BASE": simulator.base_url,
+        "WECOM_CORP_ID": simulator.corp_id,
+        "WECOM_CORP_SECRET": simulator.corp_secret,
+        "WECOM_TOKEN": simulator.token,
+        "WECOM_ENCODING_AES_KEY": simulator.encoding_aes_key,
+        "KEFU_STACK_NAME": f"kefu-t{uuid.uuid4().hex[:8]}",
+        "KEFU_LOCAL_VISIBILITY_TIMEOUT": "2",
+    })
+    simulator.set_callback_url(f"{proc.url}/callback")
+    yield proc
+    proc.stop()

@@ -1,0 +1,91 @@
+"""Running the local stack for tests: the same `python -m local.stack` that `make dev` runs,
+in a child process, against a moto server and a WeCom simulator owned by the test session."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+READY_PREFIX = "kefu local stack ready: "
+RESOURCES_PREFIX = "kefu local stack resources: "
+START_TIMEOUT = 60
+
+
+@dataclass
+class StackProcess:
+    process: subprocess.Popen[str]
+    url: str
+    resources: dict[str, str]
+    lines: list[str] = field(default_factory=list)
+
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return int(self.process.returncode)
+
+
+def start_stack(env_overrides: dict[str, str]) -> StackProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WECOM_", "KEFU_"))}
+    env.update({"PYTHONPATH": f"{ROOT / 'shared'}{os.pathsep}{ROOT}", "PYTHONUNBUFFERED": "1",
+                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "PORT": "0"})
+    env.update(env_overrides)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "local.stack"], cwd=ROOT, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1,
+    )
+    lines: list[str] = []
+    ready: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            line = line.rstrip("\n")
+            lines.append(line)
+            if line.startswith((READY_PREFIX, RESOURCES_PREFIX)):
+                ready.put(line)
+        ready.put("")  # process ended
+
+    threading.Thread(target=pump, daemon=True).start()
+    resources: dict[str, Any] = {}
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        try:
+            line = ready.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            process.kill()
+            raise RuntimeError("local stack did not become ready:\n" + "\n".join(lines)) from None
+        if not line:
+            raise RuntimeError("local stack exited:\n" + "\n".join(lines))
+        if line.startswith(RESOURCES_PREFIX):
+            resources = json.loads(line[len(RESOURCES_PREFIX):])
+        else:
+            return StackProcess(process, line[len(READY_PREFIX):].strip(), resources, lines)
+
+
+def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.05, message: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
