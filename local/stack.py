@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT / "shared") not in sys.path:  # the layer's content, as Lambda puts it on the path
+    sys.path.insert(0, str(ROOT / "shared"))
 READY = "kefu local stack ready: http://127.0.0.1:{port}"
 HOST = "127.0.0.1"
 
@@ -69,7 +71,11 @@ class LocalStack:
     def _start_emulator(self) -> None:
         self.aws_endpoint = self.env.get("AWS_ENDPOINT_URL", "")
         if not self.aws_endpoint:
+            import logging
+
             from moto.server import ThreadedMotoServer
+
+            logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log per emulator call
 
             port = free_port()
             server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)

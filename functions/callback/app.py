@@ -30,6 +30,7 @@ def _query() -> dict[str, str]:
 def verify_url() -> Response:
     plaintext = callback.verify_url(_crypto(), _query())
     logger.info("callback URL verified")
+    observability.count(SERVICE, "CallbackVerified")
     return Response(status_code=200, content_type="text/plain; charset=utf-8", body=plaintext)
 
 

@@ -1,0 +1,111 @@
+"""The WeCom client against the simulator over HTTP, with its token shared through DynamoDB (moto)."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+
+from kefu.config import Settings
+from kefu.wecom.client import WeComClient, encode_json
+from kefu.wecom.connect import connect
+from kefu.wecom.errors import WeComError
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def settings(stack, clients, simulator, aws_endpoint, monkeypatch) -> Settings:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_endpoint)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    prefix = f"/kefu-test-{uuid.uuid4().hex[:8]}"
+    for name, value in (("corp-secret", simulator.corp_secret), ("callback-token", simulator.token),
+                        ("encoding-aes-key", simulator.encoding_aes_key)):
+        clients.ssm.put_parameter(Name=f"{prefix}/{name}", Value=value, Type="SecureString")
+    simulator.clear_faults()
+    return Settings(WECOM_CORP_ID=simulator.corp_id, KEFU_SECRETS_PREFIX=prefix,
+                    WECOM_API_BASE=simulator.base_url, KEFU_STATE_TABLE=stack.resources["StateTable"])
+
+
+def account_list(client: WeComClient) -> list:
+    return client.read("kf/account/list", {"offset": 0, "limit": 100})["account_list"]
+
+
+def test_containers_share_one_token(settings, simulator) -> None:
+    before = simulator.gettoken_count
+    first, second = connect(settings), connect(settings)
+    account_list(first)
+    account_list(second)
+    account_list(first)
+    assert simulator.gettoken_count - before == 1
+
+
+def test_expired_token_is_refreshed_and_the_call_retried_once(settings, simulator) -> None:
+    client = connect(settings)
+    account_list(client)
+    before = simulator.gettoken_count
+    simulator.expire_all_tokens()
+    account_list(client)  # 42001 -> refresh -> retry
+    assert simulator.gettoken_count - before == 1
+    account_list(connect(settings))  # another container picks up the refreshed token from DynamoDB
+    assert simulator.gettoken_count - before == 1
+
+
+@pytest.mark.parametrize("fault", [{"errcode": -1, "times": 2}, {"errcode": 45009}, {"errcode": 45033},
+                                   {"http_status": 502, "times": 2}])
+def test_reads_are_retried_on_transient_failures(settings, simulator, fault) -> None:
+    client = connect(settings)
+    account_list(client)
+    calls = len(simulator.calls_to("kf/account/list"))
+    simulator.inject_fault("kf/account/list", **fault)
+    account_list(client)
+    assert len(simulator.calls_to("kf/account/list")) - calls == fault.get("times", 1) + 1
+
+
+def test_writes_are_never_repeated_blindly(settings, simulator) -> None:
+    client = connect(settings)
+    open_kfid = simulator.add_account(name="w")
+    euid, _ = simulator.customer_enter(open_kfid)
+    simulator.customer_says(open_kfid, euid, "hi")
+    simulator.inject_fault("kf/send_msg", errcode=-1)
+    with pytest.raises(WeComError) as info:
+        client.write("kf/send_msg", {"touser": euid, "open_kfid": open_kfid, "msgtype": "text", "text": {"content": "好"}})
+    assert info.value.errcode == -1 and info.value.transient
+    assert len(simulator.calls_to("kf/send_msg")) == 1
+
+
+def test_untrusted_ip_is_reported_not_retried(settings, simulator) -> None:
+    client = connect(settings)
+    account_list(client)
+    calls = len(simulator.calls_to("kf/account/list"))
+    simulator.inject_fault("kf/account/list", errcode=60020)
+    with pytest.raises(WeComError) as info:
+        account_list(client)
+    assert info.value.errcode == 60020 and not info.value.transient
+    assert len(simulator.calls_to("kf/account/list")) - calls == 1
+
+
+def test_timeouts_are_retried_for_reads(simulator) -> None:
+    simulator.clear_faults()
+    client = WeComClient(simulator.base_url, token_source=lambda: _token(simulator),
+                         http=httpx.Client(timeout=0.3), backoff=0.01)
+    simulator.inject_fault("kf/account/list", delay=1.0)
+    assert isinstance(account_list(client), list)
+
+
+def test_wrong_secret_fails_with_wecom_code(simulator) -> None:
+    with pytest.raises(WeComError) as info:
+        WeComClient(simulator.base_url).gettoken(simulator.corp_id, "wrong")
+    assert info.value.errcode == 40001
+
+
+def _token(simulator) -> str:
+    return WeComClient(simulator.base_url).gettoken(simulator.corp_id, simulator.corp_secret)[0]
+
+
+def test_json_is_sent_as_raw_utf8() -> None:
+    assert encode_json({"content": "你好"}) == '{"content":"你好"}'.encode()
+    assert b"\\u" not in encode_json({"content": "你好"})
