@@ -8,7 +8,8 @@ template.yaml on 127.0.0.1:$PORT and runs a poller per SQS event source. Prints
 
 Local-only knobs: KEFU_STACK_NAME (resource name prefix, default kefu-local),
 KEFU_LOCAL_WORKERS (concurrent batches per queue, default 2), KEFU_LOCAL_VISIBILITY_TIMEOUT
-(seconds a failed record stays hidden; default: the queue's own), KEFU_DEMO=1 (run the demo).
+(seconds a failed record stays hidden; default: the queue's own), KEFU_LOCAL_PAUSED (function
+names whose queue pollers do not run, so a test can inspect the queue), KEFU_DEMO=1 (run the demo).
 """
 
 from __future__ import annotations
@@ -142,7 +143,11 @@ class LocalStack:
         }
         workers = int(self.env.get("KEFU_LOCAL_WORKERS") or 2)
         visibility = self.env.get("KEFU_LOCAL_VISIBILITY_TIMEOUT")
+        paused = {name.strip() for name in self.env.get("KEFU_LOCAL_PAUSED", "").split(",") if name.strip()}
         for source in self.sources:
+            if source.function in paused:
+                log(f"kefu local stack: {source.function} poller paused (KEFU_LOCAL_PAUSED)")
+                continue
             poller = QueuePoller(
                 source, arn_to_url[source.queue_arn], self.functions[source.function], self._session, self._region,
                 log, workers=workers, visibility_timeout=int(visibility) if visibility else None,

@@ -25,6 +25,12 @@ def client(service: str) -> Any:
 
 @cache
 def table(name: str) -> Any:
+    return dynamodb().Table(name)
+
+
+@cache
+def dynamodb() -> Any:
+    """The DynamoDB service resource (for batch reads across keys)."""
     import boto3
 
-    return boto3.resource("dynamodb", config=_config()).Table(name)
+    return boto3.resource("dynamodb", config=_config())

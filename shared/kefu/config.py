@@ -67,3 +67,11 @@ def _describe(cls: type[Settings], exc: ValidationError) -> str:
         name = info.alias if info is not None and info.alias else field
         problems.append(f"{name}: {err['msg']}")
     return "invalid configuration: " + "; ".join(problems)
+
+
+class SyncSettings(Settings):
+    messages_table: str = Field(alias="KEFU_MESSAGES_TABLE", min_length=3)
+    route_queue_url: str = Field(alias="KEFU_ROUTE_QUEUE_URL", min_length=1)
+    media_bucket: str = Field(alias="KEFU_MEDIA_BUCKET", min_length=3)
+    message_retention_days: int = Field(alias="KEFU_MESSAGE_RETENTION_DAYS", default=0, ge=0)
+    handoff_max_age_hours: int = Field(alias="KEFU_HANDOFF_MAX_AGE_HOURS", default=48, gt=0)

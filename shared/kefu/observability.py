@@ -25,11 +25,12 @@ def metrics(service: str) -> Any:
 
 def count(service: str, name: str, value: float = 1, **dimensions: str) -> None:
     """Emit one count right away (a separate EMF blob when dimensions are given)."""
-    from aws_lambda_powertools.metrics import MetricUnit
+    from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
     m = metrics(service)
     if dimensions:
-        with m.single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=m.namespace) as single:
+        with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=m.namespace,
+                           default_dimensions={"service": service}) as single:
             for key, dim in dimensions.items():
                 single.add_dimension(name=key, value=dim)
     else:

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from kefu import aws
 from kefu.callback import SyncJob
+
+
+@dataclass(frozen=True)
+class QueueMessage:
+    body: str
+    group_id: str
+    deduplication_id: str
 
 
 def enqueue_sync(queue_url: str, job: SyncJob) -> str:
@@ -14,3 +23,19 @@ def enqueue_sync(queue_url: str, job: SyncJob) -> str:
         MessageDeduplicationId=job.deduplication_id,
     )
     return str(response["MessageId"])
+
+
+def send_batch(queue_url: str, messages: list[QueueMessage]) -> None:
+    """Send in batches of 10, in order (FIFO keeps order within a group); raise if any failed."""
+    sqs = aws.client("sqs")
+    for start in range(0, len(messages), 10):
+        chunk = messages[start : start + 10]
+        response = sqs.send_message_batch(QueueUrl=queue_url, Entries=[
+            {"Id": str(i), "MessageBody": m.body, "MessageGroupId": m.group_id,
+             "MessageDeduplicationId": m.deduplication_id}
+            for i, m in enumerate(chunk)
+        ])
+        failed = response.get("Failed") or []
+        if failed:
+            reasons = ", ".join(f"{f.get('Code')}: {f.get('Message')}" for f in failed)
+            raise RuntimeError(f"{len(failed)} message(s) not queued: {reasons}")

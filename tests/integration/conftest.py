@@ -4,6 +4,8 @@ import socket
 import uuid
 from collections.abc import Iterator
 
+import logging
+
 import boto3
 import pytest
 
@@ -14,6 +16,9 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the emulator's access log
 
 
 @pytest.fixture(scope="session")
@@ -54,9 +59,11 @@ def simulator():
 
 
 @pytest.fixture(scope="module")
-def stack(aws_endpoint: str, simulator) -> Iterator[StackProcess]:
-    """One local stack per test module, with its own resource names."""
+def stack(request, aws_endpoint: str, simulator) -> Iterator[StackProcess]:
+    """One local stack per test module, with its own resource names; a module may set
+    STACK_ENV (extra environment for the stack) to run it in another configuration."""
     proc = start_stack({
+        **getattr(request.module, "STACK_ENV", {}),
         "AWS_ENDPOINT_URL": aws_endpoint,
         "WECOM_API_BASE": simulator.base_url,
         "WECOM_CORP_ID": simulator.corp_id,

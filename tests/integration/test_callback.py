@@ -13,6 +13,7 @@ import pytest
 from kefu.crypto import WXBizMsgCrypt
 
 pytestmark = pytest.mark.integration
+STACK_ENV = {"KEFU_LOCAL_PAUSED": "SyncFunction"}  # these tests read the sync queue themselves
 
 
 @pytest.fixture(scope="module")

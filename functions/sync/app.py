@@ -1,0 +1,80 @@
+"""Sync function: one SQS record {open_kfid, token, create_time} -> pull and store that account."""
+
+from __future__ import annotations
+
+import json
+
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+
+from kefu import observability
+from kefu.config import SyncSettings, load
+from kefu.queues import send_batch
+from kefu.store.cursors import CursorStore
+from kefu.store.customers import CustomerStore
+from kefu.store.media import MediaStore
+from kefu.store.messages import MessageStore
+from kefu.sync import PullResult, SyncDeps, SyncPolicy, pull_account
+from kefu.wecom.connect import connect
+from kefu.wecom.errors import WeComError
+
+SERVICE = "sync"
+settings = load(SyncSettings)
+logger = observability.logger(SERVICE)
+processor = SqsFifoPartialProcessor()
+policy = SyncPolicy(handoff_max_age=settings.handoff_max_age_hours * 3600,
+                    retention_days=settings.message_retention_days)
+_deps: SyncDeps | None = None
+_pulled: set[str] = set()  # accounts drained during the current invocation
+
+
+def _count_error(exc: WeComError) -> None:
+    observability.count(SERVICE, "WeComErrors", errcode=exc.metric_code)
+
+
+def deps() -> SyncDeps:
+    global _deps
+    if _deps is None:
+        _deps = SyncDeps(
+            wecom=connect(settings, on_error=_count_error),
+            messages=MessageStore(settings.messages_table),
+            cursors=CursorStore(settings.state_table),
+            customers=CustomerStore(settings.state_table),
+            media=MediaStore(settings.state_table, settings.media_bucket),
+            hand_on=lambda messages: send_batch(settings.route_queue_url, messages),
+            log=lambda message, **fields: logger.warning(message, extra=fields),
+        )
+    return _deps
+
+
+def record_handler(record) -> None:  # noqa: ANN001 - Powertools SQSRecord
+    job = json.loads(record.body)
+    open_kfid = str(job["open_kfid"])
+    if open_kfid in _pulled:
+        return  # an earlier record of this batch already drained the account past this callback
+    result = pull_account(deps(), open_kfid, job.get("token"), job.get("create_time"), policy)
+    _pulled.add(open_kfid)
+    _report(result)
+
+
+def _report(result: PullResult) -> None:
+    logger.info("account synced", extra={
+        "open_kfid": result.open_kfid, "pages": result.pages, "stored": result.stored,
+        "duplicates": result.duplicates, "handed_on": result.handed_on, "first_pull": result.first_pull,
+        "media_saved": result.media_saved, "media_failed": result.media_failed, "errors": result.errors,
+    })
+    m = observability.metrics(SERVICE)
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    m.add_metric(name="PagesPulled", unit=MetricUnit.Count, value=result.pages)
+    m.add_metric(name="MessagesStored", unit=MetricUnit.Count, value=result.stored)
+    m.add_metric(name="DuplicatesSkipped", unit=MetricUnit.Count, value=result.duplicates)
+    m.add_metric(name="ItemsHandedOn", unit=MetricUnit.Count, value=result.handed_on)
+    if result.stored:
+        m.add_metric(name="StorageLag", unit=MetricUnit.Seconds, value=result.max_lag)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@observability.metrics(SERVICE).log_metrics
+def handler(event: dict, context: object) -> dict:
+    _pulled.clear()
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -1,0 +1,52 @@
+"""Small DynamoDB helpers shared by the stores: batched reads and conditional-failure checks."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from kefu import aws
+
+BATCH_GET = 100
+
+
+def chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def batch_get(table_name: str, keys: Iterable[dict[str, Any]], projection: str | None = None) -> list[dict[str, Any]]:
+    """Read many items by key (100 per request), retrying unprocessed keys."""
+    found: list[dict[str, Any]] = []
+    unique = list({tuple(sorted(k.items())): k for k in keys}.values())
+    for chunk in chunks(unique, BATCH_GET):
+        request: dict[str, Any] = {"Keys": chunk, "ConsistentRead": True}
+        if projection:
+            request["ProjectionExpression"] = projection
+        pending = {table_name: request}
+        for attempt in range(8):
+            response = aws.dynamodb().batch_get_item(RequestItems=pending)
+            found.extend(response.get("Responses", {}).get(table_name, []))
+            pending = response.get("UnprocessedKeys") or {}
+            if not pending:
+                break
+            time.sleep(0.05 * 2**attempt)
+        else:
+            raise RuntimeError(f"{table_name}: unprocessed keys after retries")
+    return found
+
+
+def put_all(table_name: str, items: Iterable[dict[str, Any]]) -> int:
+    """Write many items in batches of 25 (the writer retries unprocessed items)."""
+    count = 0
+    with aws.table(table_name).batch_writer() as writer:
+        for item in items:
+            writer.put_item(Item=item)
+            count += 1
+    return count
+
+
+def is_conditional_failure(exc: Exception) -> bool:
+    response = getattr(exc, "response", None) or {}
+    return response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"

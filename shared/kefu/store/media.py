@@ -1,0 +1,75 @@
+"""Media of stored messages: pending downloads (StateTable) and the objects (S3).
+
+A pending item is written with the message, before the cursor moves, so a crash never loses a
+download; it expires with the media_id (WeCom keeps media three days).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from kefu import aws
+from kefu.store.dynamo import put_all
+
+MEDIA_LIFETIME = 3 * 86400
+
+
+@dataclass(frozen=True)
+class PendingMedia:
+    open_kfid: str
+    msgid: str
+    media_id: str
+    object_key: str
+    attempts: int
+
+
+def object_key(open_kfid: str, external_userid: str, msgid: str) -> str:
+    return f"media/{open_kfid}/{external_userid or '_'}/{msgid}"
+
+
+class MediaStore:
+    def __init__(self, table_name: str, bucket: str) -> None:
+        self._name = table_name
+        self._bucket = bucket
+
+    @staticmethod
+    def _pk(open_kfid: str) -> str:
+        return f"media#{open_kfid}"
+
+    def add_pending(self, entries: list[tuple[str, str, str, str, int]]) -> None:
+        """entries: (open_kfid, msgid, media_id, object_key, send_time)."""
+        put_all(self._name, (
+            {"pk": self._pk(o), "sk": m, "media_id": media_id, "object_key": key, "attempts": 0,
+             "expires_at": send_time + MEDIA_LIFETIME}
+            for o, m, media_id, key, send_time in entries
+        ))
+
+    def pending(self, open_kfid: str, limit: int = 25) -> list[PendingMedia]:
+        from boto3.dynamodb.conditions import Key
+
+        now = int(time.time())
+        items = aws.table(self._name).query(
+            KeyConditionExpression=Key("pk").eq(self._pk(open_kfid)), Limit=limit, ConsistentRead=True
+        ).get("Items", [])
+        return [
+            PendingMedia(open_kfid, str(i["sk"]), str(i["media_id"]), str(i["object_key"]), int(i.get("attempts", 0)))
+            for i in items if int(i.get("expires_at", now + 1)) > now  # the emulator never expires items
+        ]
+
+    def upload(self, key: str, data: bytes, content_type: str) -> None:
+        aws.client("s3").put_object(Bucket=self._bucket, Key=key, Body=data, ContentType=content_type)
+
+    def done(self, open_kfid: str, msgid: str) -> None:
+        aws.table(self._name).delete_item(Key={"pk": self._pk(open_kfid), "sk": msgid})
+
+    def failed(self, open_kfid: str, msgid: str) -> None:
+        aws.table(self._name).update_item(
+            Key={"pk": self._pk(open_kfid), "sk": msgid}, UpdateExpression="ADD attempts :one",
+            ExpressionAttributeValues={":one": 1},
+        )
+
+    def fetch(self, key: str) -> tuple[bytes, str]:
+        obj: Any = aws.client("s3").get_object(Bucket=self._bucket, Key=key)
+        return obj["Body"].read(), str(obj.get("ContentType", ""))

@@ -1,0 +1,107 @@
+"""The message store: one item per msgid, the item as WeCom sent it plus the fields queried by.
+
+Indexes: ``conversation`` (conv, ts) - a customer's conversation in order; ``account``
+(open_kfid, ts) - an account's traffic, newest first for recent conversations; ``entries``
+(entry_of, ts) - a customer's session entries with their scene (enter_session items only).
+``ts`` is "<send_time, 10 digits>#<arrival sequence, 20 digits>", so items of the same second keep
+the order WeCom returned them in.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kefu import aws
+from kefu.store.dynamo import batch_get, put_all
+from kefu.wecom.models import SyncItem
+
+DAY = 86400
+
+
+def conversation_key(open_kfid: str, external_userid: str) -> str:
+    return f"{open_kfid}#{external_userid}"
+
+
+def to_record(item: SyncItem, msgid: str, sequence: int, stored_at: int, retention_days: int = 0) -> dict[str, Any]:
+    send_time = item.send_time or stored_at
+    record: dict[str, Any] = {
+        "msgid": msgid,
+        "ts": f"{send_time:010d}#{sequence:020d}",
+        "send_time": send_time,
+        "stored_at": stored_at,
+        "msgtype": item.msgtype or "unknown",
+        "raw": json.dumps(item.raw, ensure_ascii=False, separators=(",", ":")),
+    }
+    optional = {"open_kfid": item.open_kfid, "external_userid": item.external_userid,
+                "servicer_userid": item.servicer_userid, "origin": item.origin, "event_type": item.event_type}
+    record.update({k: v for k, v in optional.items() if v not in (None, "")})
+    if item.open_kfid and item.external_userid:
+        record["conv"] = conversation_key(item.open_kfid, item.external_userid)
+        if item.event_type == "enter_session":
+            event = item.event
+            record["entry_of"] = record["conv"]
+            record["scene"] = getattr(event, "scene", None) or ""
+            record["scene_param"] = getattr(event, "scene_param", None) or ""
+    if retention_days > 0:
+        record["expires_at"] = send_time + retention_days * DAY
+    return record
+
+
+class MessageStore:
+    def __init__(self, table_name: str) -> None:
+        self._name = table_name
+
+    @property
+    def _table(self) -> Any:
+        return aws.table(self._name)
+
+    def existing(self, msgids: list[str]) -> set[str]:
+        found = batch_get(self._name, ({"msgid": m} for m in msgids), projection="msgid")
+        return {str(item["msgid"]) for item in found}
+
+    def put_new(self, records: list[dict[str, Any]]) -> int:
+        return put_all(self._name, records)
+
+    def get(self, msgid: str) -> dict[str, Any] | None:
+        return self._table.get_item(Key={"msgid": msgid}, ConsistentRead=True).get("Item")
+
+    def set_media_key(self, msgid: str, key: str) -> None:
+        self._table.update_item(
+            Key={"msgid": msgid}, UpdateExpression="SET media_key = :k",
+            ConditionExpression="attribute_exists(msgid)", ExpressionAttributeValues={":k": key},
+        )
+
+    def _query(self, index: str, key: str, value: str, limit: int, newest_first: bool,
+               start: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        from boto3.dynamodb.conditions import Key
+
+        args: dict[str, Any] = {"IndexName": index, "KeyConditionExpression": Key(key).eq(value),
+                                "ScanIndexForward": not newest_first, "Limit": limit}
+        if start:
+            args["ExclusiveStartKey"] = start
+        response = self._table.query(**args)
+        return response.get("Items", []), response.get("LastEvaluatedKey")
+
+    def conversation(self, open_kfid: str, external_userid: str, limit: int = 100, newest_first: bool = False,
+                     start: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        return self._query("conversation", "conv", conversation_key(open_kfid, external_userid), limit, newest_first, start)
+
+    def entries(self, open_kfid: str, external_userid: str, limit: int = 50) -> list[dict[str, Any]]:
+        return self._query("entries", "entry_of", conversation_key(open_kfid, external_userid), limit, True)[0]
+
+    def recent_conversations(self, open_kfid: str, limit: int = 20, max_pages: int = 20) -> list[dict[str, Any]]:
+        """The latest item of each of the account's most recently active customers."""
+        latest: dict[str, dict[str, Any]] = {}
+        start = None
+        for _ in range(max_pages):
+            items, start = self._query("account", "open_kfid", open_kfid, 200, True, start)
+            for item in items:
+                euid = item.get("external_userid")
+                if euid and euid not in latest:
+                    latest[euid] = item
+                    if len(latest) == limit:
+                        return list(latest.values())
+            if not start:
+                break
+        return list(latest.values())

@@ -1,0 +1,209 @@
+"""Pulling an account's messages from WeCom and storing each one once.
+
+For one open_kfid: read the stored cursor; call kf/sync_msg with it (and the callback token while
+fresh); store the page's new messages; hand fresh items to the route queue; only then move the
+cursor, conditionally; repeat while has_more. A crash anywhere re-pulls from the last stored
+cursor: messages already stored are skipped by msgid, hand-offs repeat with the same
+deduplication id (msgid), so nothing is lost and nothing is stored twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kefu.queues import QueueMessage
+from kefu.store.dynamo import is_conditional_failure
+from kefu.store.media import object_key
+from kefu.store.messages import MessageStore, to_record
+from kefu.wecom import kf
+from kefu.wecom.client import WeComClient
+from kefu.wecom.errors import MSG_TOKEN_INVALID, WeComError
+from kefu.wecom.models import MEDIA_MSGTYPES, SyncItem, parse_items
+
+CALLBACK_TOKEN_TTL = 600
+TOKEN_SAFETY = 30  # do not present a token this close to its end
+ROUTE_EVENTS = frozenset({"enter_session", "session_status_change", "servicer_status_change", "msg_send_fail"})
+ACCOUNT_GROUP = "_account"
+
+
+@dataclass(frozen=True)
+class SyncPolicy:
+    handoff_max_age: int = 48 * 3600  # older items are stored but trigger nothing (session window gone)
+    retention_days: int = 0  # 0 = keep messages forever
+    media_per_run: int = 25
+
+
+@dataclass
+class PullResult:
+    open_kfid: str
+    pages: int = 0
+    seen: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    handed_on: int = 0
+    first_pull: bool = False
+    max_lag: int = 0
+    media_saved: int = 0
+    media_failed: int = 0
+    profiles_saved: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SyncDeps:
+    wecom: WeComClient
+    messages: MessageStore
+    cursors: Any  # CursorStore
+    customers: Any  # CustomerStore
+    media: Any  # MediaStore
+    hand_on: Callable[[list[QueueMessage]], None]
+    log: Callable[..., None] = lambda *args, **kwargs: None
+    clock: Callable[[], float] = time.time
+
+
+# -- pure decisions ----------------------------------------------------------------------------
+
+def item_msgid(item: SyncItem) -> str:
+    """WeCom's msgid; for the odd item without one, a stable id derived from its content."""
+    if item.msgid:
+        return item.msgid
+    digest = hashlib.sha256(json.dumps(item.raw, sort_keys=True, default=str).encode()).hexdigest()
+    return f"nomsgid-{digest[:40]}"
+
+
+def needs_routing(item: SyncItem) -> bool:
+    if item.is_event:
+        return item.event_type in ROUTE_EVENTS
+    return item.origin == 3
+
+
+def should_hand_on(item: SyncItem, *, first_pull: bool, now: float, policy: SyncPolicy) -> bool:
+    """First-deploy replay and items past the session window are stored, never acted on."""
+    if first_pull or not needs_routing(item) or not item.open_kfid:
+        return False
+    return now - (item.send_time or now) <= policy.handoff_max_age
+
+
+def route_message(item: SyncItem, msgid: str) -> QueueMessage:
+    body = json.dumps({"msgid": msgid, "open_kfid": item.open_kfid, "external_userid": item.external_userid,
+                       "item": item.raw}, ensure_ascii=False, separators=(",", ":"))
+    group = f"{item.open_kfid}#{item.external_userid or ACCOUNT_GROUP}"
+    return QueueMessage(body=body, group_id=group, deduplication_id=msgid[:128])
+
+
+def token_usable(create_time: int | None, now: float) -> bool:
+    return create_time is not None and now < create_time + CALLBACK_TOKEN_TTL - TOKEN_SAFETY
+
+
+def profile_candidates(items: list[SyncItem]) -> tuple[set[str], set[str]]:
+    """(customers who wrote, customers who entered): profiles are fetched for new ones and on entry."""
+    wrote = {i.external_userid for i in items if i.is_customer_message and i.external_userid}
+    entered = {i.external_userid for i in items if i.event_type == "enter_session" and i.external_userid}
+    return wrote, entered
+
+
+# -- the pull ----------------------------------------------------------------------------------
+
+def pull_account(deps: SyncDeps, open_kfid: str, token: str | None, token_time: int | None,
+                 policy: SyncPolicy) -> PullResult:
+    result = PullResult(open_kfid)
+    cursor = deps.cursors.get(open_kfid)
+    result.first_pull = cursor is None
+    if not token_usable(token_time, deps.clock()):
+        token = None
+    while True:
+        try:
+            page = kf.sync_msg(deps.wecom, open_kfid, cursor, token)
+        except WeComError as exc:
+            if exc.errcode != MSG_TOKEN_INVALID or token is None:
+                raise
+            deps.log("callback token refused (95007); pulling without it", open_kfid=open_kfid)
+            token = None
+            continue
+        result.pages += 1
+        _store_page(deps, result, parse_items(page.msg_list), policy)
+        if page.next_cursor and page.next_cursor != cursor:
+            deps.cursors.advance(open_kfid, cursor, page.next_cursor)
+            cursor = page.next_cursor
+        if not page.has_more:
+            break
+        if not page.next_cursor:
+            raise WeComError("kf/sync_msg", None, "has_more=1 without next_cursor")
+    _download_media(deps, result, policy)
+    return result
+
+
+def _store_page(deps: SyncDeps, result: PullResult, items: list[SyncItem], policy: SyncPolicy) -> None:
+    now = deps.clock()
+    unique: dict[str, SyncItem] = {}
+    for item in items:
+        unique.setdefault(item_msgid(item), item)
+    result.seen += len(items)
+    if not unique:
+        return
+    existing = deps.messages.existing(list(unique))
+    base = time.time_ns()
+    stored_at = int(now)
+    records, pending_media = [], []
+    for index, (msgid, item) in enumerate(unique.items()):
+        if msgid in existing:
+            continue
+        records.append(to_record(item, msgid, base + index, stored_at, policy.retention_days))
+        if item.msgtype in MEDIA_MSGTYPES and item.media_id:
+            key = object_key(item.open_kfid or "", item.external_userid or "", msgid)
+            pending_media.append((item.open_kfid or result.open_kfid, msgid, item.media_id, key,
+                                  item.send_time or stored_at))
+        if item.send_time:
+            result.max_lag = max(result.max_lag, int(now) - item.send_time)
+    # Pending media first: if we crash between the two writes, the retry finds the messages
+    # missing and writes both again; the other order could store a message whose media is lost.
+    if pending_media:
+        deps.media.add_pending(pending_media)
+    deps.messages.put_new(records)
+    result.stored += len(records)
+    result.duplicates += len(items) - len(records)
+    handoff = [route_message(item, msgid) for msgid, item in unique.items()
+               if should_hand_on(item, first_pull=result.first_pull, now=now, policy=policy)]
+    if handoff:
+        deps.hand_on(handoff)  # every fresh item, new or not: a crash may have come before this
+        result.handed_on += len(handoff)
+    _save_profiles(deps, result, list(unique.values()))
+
+
+def _save_profiles(deps: SyncDeps, result: PullResult, items: list[SyncItem]) -> None:
+    wrote, entered = profile_candidates(items)
+    if not wrote and not entered:
+        return
+    try:
+        unknown = wrote - deps.customers.known(sorted(wrote)) if wrote else set()
+        wanted = sorted(unknown | entered)
+        for start in range(0, len(wanted), kf.BATCHGET_LIMIT):
+            profiles, _invalid = kf.customer_batchget(deps.wecom, wanted[start : start + kf.BATCHGET_LIMIT])
+            result.profiles_saved += deps.customers.save(profiles)
+    except WeComError as exc:  # profiles are refetched with the customer's next message
+        result.errors.append(f"customer/batchget: {exc.metric_code}")
+        deps.log("customer profiles not fetched", open_kfid=result.open_kfid, errcode=exc.metric_code)
+
+
+def _download_media(deps: SyncDeps, result: PullResult, policy: SyncPolicy) -> None:
+    for pending in deps.media.pending(result.open_kfid, limit=policy.media_per_run):
+        try:
+            data, content_type = kf.media_get(deps.wecom, pending.media_id)
+            deps.media.upload(pending.object_key, data, content_type)
+            deps.messages.set_media_key(pending.msgid, pending.object_key)
+            deps.media.done(pending.open_kfid, pending.msgid)
+            result.media_saved += 1
+        except WeComError as exc:  # kept pending; the account's next sync tries again
+            deps.media.failed(pending.open_kfid, pending.msgid)
+            result.media_failed += 1
+            result.errors.append(f"media/get: {exc.metric_code}")
+        except Exception as exc:
+            if not is_conditional_failure(exc):
+                raise
+            # The message itself is not stored yet (a crash between the two writes): the retry
+            # of that page stores it, and a later run downloads the media.

@@ -1,0 +1,72 @@
+"""The sync function's pure decisions: what is handed to routing, token freshness, ids."""
+
+from __future__ import annotations
+
+import json
+
+from kefu.sync import SyncPolicy, item_msgid, profile_candidates, route_message, should_hand_on, token_usable
+from kefu.wecom.models import parse_item
+
+NOW = 1_800_000_000
+POLICY = SyncPolicy()
+
+
+def text(origin: int = 3, age: int = 0, msgid: str = "m1") -> dict:
+    return {"msgid": msgid, "open_kfid": "wkA", "external_userid": "wmC", "send_time": NOW - age,
+            "origin": origin, "msgtype": "text", "text": {"content": "hi"}}
+
+
+def event(event_type: str, age: int = 0, **fields) -> dict:
+    return {"msgid": "e1", "send_time": NOW - age, "origin": 4, "msgtype": "event",
+            "event": {"event_type": event_type, "open_kfid": "wkA", "external_userid": "wmC", **fields}}
+
+
+def hand_on(raw: dict, first_pull: bool = False) -> bool:
+    return should_hand_on(parse_item(raw), first_pull=first_pull, now=NOW, policy=POLICY)
+
+
+def test_customer_messages_and_routing_events_are_handed_on() -> None:
+    assert hand_on(text())
+    for kind in ("enter_session", "session_status_change", "servicer_status_change", "msg_send_fail"):
+        assert hand_on(event(kind)), kind
+
+
+def test_servicer_messages_and_other_events_are_not() -> None:
+    assert not hand_on(text(origin=5))
+    assert not hand_on(event("user_recall_msg"))
+    assert not hand_on(event("some_future_event"))
+
+
+def test_first_pull_is_a_replay_and_triggers_nothing() -> None:
+    assert not hand_on(text(), first_pull=True)
+    assert not hand_on(event("enter_session"), first_pull=True)
+
+
+def test_late_messages_are_still_routed_within_the_session_window() -> None:
+    assert hand_on(text(age=47 * 3600))
+    assert not hand_on(text(age=49 * 3600))
+
+
+def test_route_message_groups_by_customer_and_dedups_by_msgid() -> None:
+    message = route_message(parse_item(text(msgid="abc")), "abc")
+    assert (message.group_id, message.deduplication_id) == ("wkA#wmC", "abc")
+    assert json.loads(message.body)["item"]["text"]["content"] == "hi"
+    servicer = route_message(parse_item(event("servicer_status_change", external_userid=None)), "e1")
+    assert servicer.group_id == "wkA#_account"
+
+
+def test_callback_token_is_used_only_while_fresh() -> None:
+    assert token_usable(NOW - 60, NOW)
+    assert not token_usable(NOW - 590, NOW)
+    assert not token_usable(None, NOW)
+
+
+def test_items_without_msgid_get_a_stable_derived_id() -> None:
+    raw = text(msgid="")
+    assert item_msgid(parse_item(raw)) == item_msgid(parse_item(dict(raw)))
+    assert item_msgid(parse_item(raw)).startswith("nomsgid-")
+
+
+def test_profile_candidates() -> None:
+    items = [parse_item(text()), parse_item(event("enter_session")), parse_item(text(origin=5))]
+    assert profile_candidates(items) == ({"wmC"}, {"wmC"})
