@@ -17,44 +17,68 @@ def say(line: str) -> None:
 
 
 def run_demo(stack: Any) -> None:
-    sim = stack.simulator
     try:
-        time.sleep(0.2)
-        say("WeCom saves the callback URL and verifies it with a signed GET /callback")
-        response = httpx.get(f"{stack.url}/callback", params=sim.signed_echo("8617301234567890123"), timeout=5)
-        say(f"  -> {response.status_code} {response.text!r} (the decrypted echostr; WeCom accepts the URL)")
-
-        open_kfid = sim.add_account(name="Kefu Demo")
-        sim.add_servicer(open_kfid, "alice")
-        sim.add_servicer(open_kfid, "bob")
-        say(f"kf account {open_kfid} with servicers alice and bob")
-
-        sim.auto_callback = False  # the demo fires the callbacks itself, to show each step
-        external_userid, welcome_code = sim.customer_enter(open_kfid, scene=SCENE, scene_param=SCENE_PARAM)
-        say(f"customer {external_userid} enters from scene {SCENE!r} (scene_param {SCENE_PARAM!r}); "
-            f"welcome_code {'issued' if welcome_code else 'not issued'}")
-        sim.customer_says(open_kfid, external_userid, "你好，我想问一下价格")
-        say("customer writes: 你好，我想问一下价格")
-
-        say("WeCom posts an encrypted kf_msg_or_event callback (and, thinking us slow, retries it twice)")
-        statuses = sim.fire_callback(open_kfid, repeat=3)
-        say(f"  -> callback answered {statuses}; one sync job is queued, the retries are deduplicated")
-        time.sleep(3)
-        pulls = sim.calls_to("kf/sync_msg")
-        if pulls:
-            say(f"the sync function pulled kf/sync_msg {len(pulls)} time(s)")
-        else:
-            depth = _queue_depth(stack)
-            say(f"sync queue holds {depth} job(s); no function consumes it yet (the sync function is not built)")
-        say("demo done; the stack keeps serving on " + stack.url + " (Ctrl-C to stop)")
+        _script(stack)
     except Exception as exc:  # the demo must never take the stack down
         say(f"demo failed: {type(exc).__name__}: {exc}")
 
 
-def _queue_depth(stack: Any) -> int:
+def _script(stack: Any) -> None:
+    sim = stack.simulator
+    sim.auto_callback = False  # the demo fires callbacks itself, to show each step
+    time.sleep(0.2)
+    say("1. WeCom saves the callback URL and verifies it with a signed GET /callback")
+    response = httpx.get(f"{stack.url}/callback", params=sim.signed_echo("8617301234567890123"), timeout=5)
+    say(f"   -> {response.status_code} {response.text!r}: the decrypted echostr, so WeCom accepts the URL")
+
+    open_kfid = sim.add_account(name="Kefu Demo")
+    sim.add_servicer(open_kfid, "alice")
+    sim.add_servicer(open_kfid, "bob")
+    say(f"2. kf account {open_kfid} (servicers alice, bob); a customer wrote before Kefu was deployed")
+    early, _ = sim.customer_enter(open_kfid, scene="old_poster")
+    sim.customer_says(open_kfid, early, "有人吗？")
+    sim.fire_callback(open_kfid)
+    _wait(lambda: stack_messages(stack, open_kfid) >= 2)
+    say(f"   -> first pull stored {stack_messages(stack, open_kfid)} items and handed none to routing "
+        "(a first pull is a replay: stored, never acted on)")
+
+    customer, code = sim.customer_enter(open_kfid, scene=SCENE, scene_param=SCENE_PARAM)
+    say(f"3. customer {customer} opens the {SCENE!r} link (scene_param {SCENE_PARAM!r}); "
+        f"welcome_code {'issued' if code else 'not issued'}")
+    sim.customer_says(open_kfid, customer, "你好，我想问一下价格")
+    say("   and writes: 你好，我想问一下价格")
+    say("4. WeCom posts an encrypted kf_msg_or_event callback, and retries it twice (it thought us slow)")
+    statuses = sim.fire_callback(open_kfid, repeat=3)
+    say(f"   -> answered {statuses}; retries carry one deduplication id (AWS drops them for 5 minutes; "
+        "moto only while the first is queued) and the sync skips msgids it already stored")
+    _wait(lambda: stack_messages(stack, open_kfid) >= 4)
+    pulls = len(sim.calls_to("kf/sync_msg"))
+    say(f"5. the sync function pulled kf/sync_msg {pulls} time(s) in all and stored "
+        f"{stack_messages(stack, open_kfid)} items for the account, each once")
+    say(f"   the customer's entry and message wait on the route queue: {_queue_depth(stack, 'RouteQueue')} item(s) "
+        "(the route function is not built yet)")
+    say("demo done; the stack keeps serving on " + stack.url + " (Ctrl-C to stop)")
+
+
+def _wait(predicate: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def stack_messages(stack: Any, open_kfid: str) -> int:
     import boto3
 
-    sqs = boto3.client("sqs")
-    attrs = sqs.get_queue_attributes(QueueUrl=stack.template.physical["SyncQueue"],
-                                     AttributeNames=["ApproximateNumberOfMessages"])
+    response = boto3.client("dynamodb").query(
+        TableName=stack.template.physical["MessagesTable"], IndexName="account", Select="COUNT",
+        KeyConditionExpression="open_kfid = :o", ExpressionAttributeValues={":o": {"S": open_kfid}},
+    )
+    return int(response["Count"])
+
+
+def _queue_depth(stack: Any, logical_id: str) -> int:
+    import boto3
+
+    attrs = boto3.client("sqs").get_queue_attributes(
+        QueueUrl=stack.template.physical[logical_id], AttributeNames=["ApproximateNumberOfMessages"])
     return int(attrs["Attributes"]["ApproximateNumberOfMessages"])
