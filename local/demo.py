@@ -55,8 +55,13 @@ def _script(stack: Any) -> None:
     pulls = len(sim.calls_to("kf/sync_msg"))
     say(f"5. the sync function pulled kf/sync_msg {pulls} time(s) in all and stored "
         f"{stack_messages(stack, open_kfid)} items for the account, each once")
-    say(f"   the customer's entry and message wait on the route queue: {_queue_depth(stack, 'RouteQueue')} item(s) "
-        "(the route function is not built yet)")
+    _wait(lambda: sim.session(open_kfid, customer).get("service_state") == 3)
+    for sent in sim.sent_messages(open_kfid, customer):
+        text = (sent.get("payload") or {}).get("content") or sent.get("msgtype")
+        say(f"6. the route function sent ({sent['via']}, {sent.get('code_kind') or 'no code'}): {text!r}")
+    session = sim.session(open_kfid, customer)
+    say(f"7. and handed the session to a human: WeCom state {session.get('service_state')} (3 = servicer), "
+        f"servicer {session.get('servicer_userid')!r}")
     say("demo done; the stack keeps serving on " + stack.url + " (Ctrl-C to stop)")
 
 
@@ -74,11 +79,3 @@ def stack_messages(stack: Any, open_kfid: str) -> int:
         KeyConditionExpression="open_kfid = :o", ExpressionAttributeValues={":o": {"S": open_kfid}},
     )
     return int(response["Count"])
-
-
-def _queue_depth(stack: Any, logical_id: str) -> int:
-    import boto3
-
-    attrs = boto3.client("sqs").get_queue_attributes(
-        QueueUrl=stack.template.physical[logical_id], AttributeNames=["ApproximateNumberOfMessages"])
-    return int(attrs["Attributes"]["ApproximateNumberOfMessages"])

@@ -122,8 +122,8 @@ class LocalStack:
         log("kefu local stack resources: " + json.dumps({**self.template.physical, "SecretsPrefix": prefix}))
         self.functions, self.routes, self.sources = load_functions(self.template, ROOT)
         apply_environment(self.functions)
-        if "KEFU_ROUTING_CONFIG" in self.env:
-            os.environ["KEFU_ROUTING_CONFIG"] = self.env["KEFU_ROUTING_CONFIG"]
+        # The rules file: KEFU_ROUTING_CONFIG, else the example the route function ships with.
+        os.environ["KEFU_ROUTING_CONFIG"] = self.env.get("KEFU_ROUTING_CONFIG") or str(ROOT / "config" / "routing.yaml")
         for fn in self.functions.values():
             fn.load()  # a configuration error fails here, naming the setting
         self._session = session

@@ -75,3 +75,10 @@ class SyncSettings(Settings):
     media_bucket: str = Field(alias="KEFU_MEDIA_BUCKET", min_length=3)
     message_retention_days: int = Field(alias="KEFU_MESSAGE_RETENTION_DAYS", default=0, ge=0)
     handoff_max_age_hours: int = Field(alias="KEFU_HANDOFF_MAX_AGE_HOURS", default=48, gt=0)
+
+
+class RouteSettings(Settings):
+    routing_config: str | None = Field(alias="KEFU_ROUTING_CONFIG", default=None)
+    routing_parameter: str | None = Field(alias="KEFU_ROUTING_PARAMETER", default=None)
+    welcome_max_age_seconds: float = Field(alias="KEFU_WELCOME_MAX_AGE_SECONDS", default=20, gt=0)
+    roster_ttl_seconds: float = Field(alias="KEFU_ROSTER_TTL_SECONDS", default=600, gt=0)

@@ -62,6 +62,7 @@ class SyncDeps:
     customers: Any  # CustomerStore
     media: Any  # MediaStore
     hand_on: Callable[[list[QueueMessage]], None]
+    servicer_status: Callable[[str, str, bool], None] = lambda open_kfid, userid, receiving: None
     log: Callable[..., None] = lambda *args, **kwargs: None
     clock: Callable[[], float] = time.time
 
@@ -167,6 +168,13 @@ def _store_page(deps: SyncDeps, result: PullResult, items: list[SyncItem], polic
     deps.messages.put_new(records)
     result.stored += len(records)
     result.duplicates += len(items) - len(records)
+    for item in unique.values():
+        # The duty roster follows servicer_status_change in page order, before the customer
+        # messages after it are routed (they travel in other queue groups than this event).
+        if item.event_type == "servicer_status_change" and item.open_kfid:
+            userid = getattr(item.event, "servicer_userid", None)
+            if userid:
+                deps.servicer_status(item.open_kfid, str(userid), int(getattr(item.event, "status", 0) or 0) == 1)
     handoff = [route_message(item, msgid) for msgid, item in unique.items()
                if should_hand_on(item, first_pull=result.first_pull, now=now, policy=policy)]
     if handoff:

@@ -1,0 +1,58 @@
+"""Route function: one item from the route queue -> the enterprise's routing rules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+
+from kefu import observability
+from kefu.config import RouteSettings, load
+from kefu.routing.engine import Decision, EngineSettings, RoutingEngine
+from kefu.routing.source import RulesSource
+from kefu.store.routing_state import RoutingState
+from kefu.wecom.connect import connect
+from kefu.wecom.errors import WeComError
+from kefu.wecom.models import parse_item
+
+SERVICE = "route"
+settings = load(RouteSettings)
+logger = observability.logger(SERVICE)
+processor = SqsFifoPartialProcessor()
+rules = RulesSource(settings, Path(__file__).with_name("routing.yaml"))
+rules.load()
+_engine: RoutingEngine | None = None
+
+
+def _record(decision: Decision) -> None:
+    logger.info("route decision", extra=decision.fields())
+    observability.count(SERVICE, "RouteDecision", outcome=decision.outcome.split(":")[0].split(",")[0])
+
+
+def _count_error(exc: WeComError) -> None:
+    observability.count(SERVICE, "WeComErrors", errcode=exc.metric_code)
+
+
+def engine() -> RoutingEngine:
+    global _engine
+    if _engine is None:
+        _engine = RoutingEngine(
+            wecom=connect(settings, on_error=_count_error),
+            state=RoutingState(settings.state_table),
+            rules=rules,
+            settings=EngineSettings(welcome_max_age=settings.welcome_max_age_seconds,
+                                    roster_ttl=settings.roster_ttl_seconds),
+            record=_record,
+        )
+    return _engine
+
+
+def record_handler(record) -> None:  # noqa: ANN001 - Powertools SQSRecord
+    engine().handle(parse_item(json.loads(record.body)["item"]))
+
+
+@logger.inject_lambda_context(clear_state=True)
+@observability.metrics(SERVICE).log_metrics
+def handler(event: dict, context: object) -> dict:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -1,0 +1,100 @@
+"""Pure routing decisions: bot matching, servicer order, messages to send, ratings."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from kefu.routing.rules import Bot, Closing, Policy
+
+BotOutcome = Literal["reply", "handoff", "unmatched"]
+
+
+@dataclass(frozen=True)
+class BotDecision:
+    outcome: BotOutcome
+    text: str | None = None
+    keyword: str | None = None
+
+
+def _contains(text: str, keyword: str) -> bool:
+    """Case-insensitive for Latin letters; other scripts compare as they are."""
+    return keyword.casefold() in text.casefold()
+
+
+def match_bot(bot: Bot, text: str | None) -> BotDecision:
+    """Hand-off keywords win over replies; no text (media) counts as unmatched."""
+    if text:
+        for keyword in bot.handoff_keywords:
+            if _contains(text, keyword):
+                return BotDecision("handoff", keyword=keyword)
+        for reply in bot.replies:
+            for keyword in reply.keywords:
+                if _contains(text, keyword):
+                    return BotDecision("reply", text=reply.text, keyword=keyword)
+    return BotDecision("unmatched")
+
+
+def eligible_servicers(policy: Policy, roster: dict[str, bool], loads: dict[str, int]) -> list[str]:
+    """On duty, in the allow-list when there is one, under the capacity limit; stable order."""
+    allowed = set(policy.servicers)
+    return sorted(
+        userid for userid, receiving in roster.items()
+        if receiving and (not allowed or userid in allowed) and loads.get(userid, 0) < policy.max_active_per_servicer
+    )
+
+
+def order_candidates(eligible: list[str], loads: dict[str, int], strategy: str, rotation: int,
+                     sticky: str | None = None) -> list[str]:
+    """The order to try servicers in: the sticky one first, then the strategy's order."""
+    if not eligible:
+        return []
+    start = rotation % len(eligible)
+    rotated = eligible[start:] + eligible[:start]
+    if strategy == "least_busy":
+        position = {userid: i for i, userid in enumerate(rotated)}
+        rotated = sorted(rotated, key=lambda u: (loads.get(u, 0), position[u]))
+    if sticky and sticky in rotated:
+        rotated.remove(sticky)
+        rotated.insert(0, sticky)
+    return rotated
+
+
+def sticky_servicer(session: dict[str, Any], policy: Policy, now: float) -> str | None:
+    last, at = session.get("last_servicer"), session.get("last_served_at")
+    if not last or at is None or policy.sticky_hours <= 0:
+        return None
+    return str(last) if now - float(at) <= policy.sticky_hours * 3600 else None
+
+
+def closing_message(closing: Closing | None) -> dict[str, Any] | None:
+    if closing is None:
+        return None
+    if closing.satisfaction:
+        s = closing.satisfaction
+        menu: dict[str, Any] = {"list": [{"type": "click", "click": {"id": i.id, "content": i.content}} for i in s.items]}
+        if s.head:
+            menu["head_content"] = s.head
+        if s.tail:
+            menu["tail_content"] = s.tail
+        return {"msgtype": "msgmenu", "msgmenu": menu}
+    if closing.text:
+        return {"msgtype": "text", "text": {"content": closing.text}}
+    return None
+
+
+def rating_for(closing: Closing | None, menu_id: str) -> int | None:
+    """The score a click on a satisfaction item records (its ``score``, else its position)."""
+    if closing is None or closing.satisfaction is None:
+        return None
+    for index, item in enumerate(closing.satisfaction.items):
+        if item.id == menu_id:
+            return item.score if item.score is not None else index + 1
+    return None
+
+
+def send_id(trigger_msgid: str, purpose: str) -> str:
+    """Our msgid for a send caused by ``trigger_msgid``: the same on every retry, so WeCom refuses
+    a repeat instead of delivering it twice (<= 32 chars of [0-9a-zA-Z_-])."""
+    return "k" + hashlib.sha256(f"{trigger_msgid}\n{purpose}".encode()).hexdigest()[:30]

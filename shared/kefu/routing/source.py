@@ -1,0 +1,46 @@
+"""Where the rules come from: an SSM parameter (re-read every few minutes), a file named by
+KEFU_ROUTING_CONFIG, or the routing.yaml shipped beside the handler."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from kefu.config import ConfigError, RouteSettings
+from kefu.routing.rules import Rules, RulesError, load_rules_file, parse_rules
+
+PARAMETER_MAX_AGE = 300
+
+
+class RulesSource:
+    def __init__(self, settings: RouteSettings, bundled: Path) -> None:
+        self._settings = settings
+        self._bundled = bundled
+        self._rules: Rules | None = None
+        self._text: str | None = None
+        self._read_at = 0.0
+
+    def load(self) -> Rules:
+        """Validate at cold start: a bad rules file fails the container, naming the key."""
+        try:
+            return self()
+        except RulesError as exc:
+            raise ConfigError(f"routing rules: {exc}") from None
+
+    def __call__(self) -> Rules:
+        if self._settings.routing_parameter:
+            if self._rules is None or time.monotonic() - self._read_at > PARAMETER_MAX_AGE:
+                from aws_lambda_powertools.utilities.parameters import get_parameter
+
+                text = str(get_parameter(self._settings.routing_parameter, max_age=PARAMETER_MAX_AGE))
+                if text != self._text:
+                    self._rules, self._text = parse_rules(text, source=self._settings.routing_parameter), text
+                self._read_at = time.monotonic()
+            assert self._rules is not None
+            return self._rules
+        if self._rules is None:
+            path = self._settings.routing_config or str(self._bundled)
+            if not Path(path).is_file():
+                raise ConfigError(f"KEFU_ROUTING_CONFIG: no rules file at {path}")
+            self._rules = load_rules_file(path)
+        return self._rules
