@@ -49,7 +49,9 @@ def engine() -> RoutingEngine:
 
 
 def record_handler(record) -> None:  # noqa: ANN001 - Powertools SQSRecord
-    engine().handle(parse_item(json.loads(record.body)["item"]))
+    """One customer's items from one sync page, in order (each step is safe to repeat)."""
+    for entry in json.loads(record.body)["items"]:
+        engine().handle(parse_item(entry["item"]))
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -29,6 +29,8 @@ CALLBACK_TOKEN_TTL = 600
 TOKEN_SAFETY = 30  # do not present a token this close to its end
 ROUTE_EVENTS = frozenset({"enter_session", "session_status_change", "servicer_status_change", "msg_send_fail"})
 ACCOUNT_GROUP = "_account"
+ROUTE_BATCH_ITEMS = 100
+ROUTE_BATCH_BYTES = 200 * 1024  # under SQS's 256 KiB message limit
 
 
 @dataclass(frozen=True)
@@ -90,11 +92,42 @@ def should_hand_on(item: SyncItem, *, first_pull: bool, now: float, policy: Sync
     return now - (item.send_time or now) <= policy.handoff_max_age
 
 
-def route_message(item: SyncItem, msgid: str) -> QueueMessage:
-    body = json.dumps({"msgid": msgid, "open_kfid": item.open_kfid, "external_userid": item.external_userid,
-                       "item": item.raw}, ensure_ascii=False, separators=(",", ":"))
-    group = f"{item.open_kfid}#{item.external_userid or ACCOUNT_GROUP}"
-    return QueueMessage(body=body, group_id=group, deduplication_id=msgid[:128])
+def route_group(item: SyncItem) -> str:
+    """One FIFO group per customer of an account (account-wide events share one group)."""
+    return f"{item.open_kfid}#{item.external_userid or ACCOUNT_GROUP}"
+
+
+def route_messages(items: list[tuple[str, SyncItem]], max_items: int = ROUTE_BATCH_ITEMS,
+                   max_bytes: int = ROUTE_BATCH_BYTES) -> list[QueueMessage]:
+    """A page's items for routing, one queue message per customer (split when large), in page
+    order within each customer. The deduplication id is derived from the msgids it carries, so
+    re-pulling the same page after a crash queues the same messages again."""
+    groups: dict[str, list[tuple[str, SyncItem]]] = {}
+    for msgid, item in items:
+        groups.setdefault(route_group(item), []).append((msgid, item))
+    messages = []
+    for group, members in groups.items():
+        chunk: list[dict[str, Any]] = []
+        size = 0
+        for msgid, item in members:
+            entry = {"msgid": msgid, "item": item.raw}
+            entry_size = len(json.dumps(entry, ensure_ascii=False).encode())
+            if chunk and (len(chunk) >= max_items or size + entry_size > max_bytes):
+                messages.append(_route_message(group, chunk))
+                chunk, size = [], 0
+            chunk.append(entry)
+            size += entry_size
+        if chunk:
+            messages.append(_route_message(group, chunk))
+    return messages
+
+
+def _route_message(group: str, entries: list[dict[str, Any]]) -> QueueMessage:
+    open_kfid, _, euid = group.partition("#")
+    body = json.dumps({"open_kfid": open_kfid, "external_userid": None if euid == ACCOUNT_GROUP else euid,
+                       "items": entries}, ensure_ascii=False, separators=(",", ":"))
+    digest = hashlib.sha256("\n".join(e["msgid"] for e in entries).encode()).hexdigest()
+    return QueueMessage(body=body, group_id=group, deduplication_id=digest)
 
 
 def token_usable(create_time: int | None, now: float) -> bool:
@@ -175,11 +208,11 @@ def _store_page(deps: SyncDeps, result: PullResult, items: list[SyncItem], polic
             userid = getattr(item.event, "servicer_userid", None)
             if userid:
                 deps.servicer_status(item.open_kfid, str(userid), int(getattr(item.event, "status", 0) or 0) == 1)
-    handoff = [route_message(item, msgid) for msgid, item in unique.items()
-               if should_hand_on(item, first_pull=result.first_pull, now=now, policy=policy)]
-    if handoff:
-        deps.hand_on(handoff)  # every fresh item, new or not: a crash may have come before this
-        result.handed_on += len(handoff)
+    fresh = [(msgid, item) for msgid, item in unique.items()
+             if should_hand_on(item, first_pull=result.first_pull, now=now, policy=policy)]
+    if fresh:
+        deps.hand_on(route_messages(fresh))  # every fresh item, new or not: a crash may have come before this
+        result.handed_on += len(fresh)
     _save_profiles(deps, result, list(unique.values()))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from kefu.sync import SyncPolicy, item_msgid, profile_candidates, route_message, should_hand_on, token_usable
+from kefu.sync import SyncPolicy, item_msgid, profile_candidates, route_messages, should_hand_on, token_usable
 from kefu.wecom.models import parse_item
 
 NOW = 1_800_000_000
@@ -47,12 +47,25 @@ def test_late_messages_are_still_routed_within_the_session_window() -> None:
     assert not hand_on(text(age=49 * 3600))
 
 
-def test_route_message_groups_by_customer_and_dedups_by_msgid() -> None:
-    message = route_message(parse_item(text(msgid="abc")), "abc")
-    assert (message.group_id, message.deduplication_id) == ("wkA#wmC", "abc")
-    assert json.loads(message.body)["item"]["text"]["content"] == "hi"
-    servicer = route_message(parse_item(event("servicer_status_change", external_userid=None)), "e1")
-    assert servicer.group_id == "wkA#_account"
+def test_route_messages_one_per_customer_in_order() -> None:
+    items = [("a", parse_item(text(msgid="a"))), ("s", parse_item(event("servicer_status_change", external_userid=None))),
+             ("b", parse_item(text(msgid="b")))]
+    messages = route_messages(items)
+    assert [m.group_id for m in messages] == ["wkA#wmC", "wkA#_account"]
+    body = json.loads(messages[0].body)
+    assert [e["msgid"] for e in body["items"]] == ["a", "b"]
+    assert body["items"][0]["item"]["text"]["content"] == "hi"
+    assert route_messages(items)[0].deduplication_id == messages[0].deduplication_id  # same page, same id
+    assert len(messages[0].deduplication_id) <= 128
+
+
+def test_route_messages_split_large_customers() -> None:
+    items = [(f"m{i}", parse_item(text(msgid=f"m{i}"))) for i in range(250)]
+    messages = route_messages(items)
+    assert [len(json.loads(m.body)["items"]) for m in messages] == [100, 100, 50]
+    assert len({m.deduplication_id for m in messages}) == 3
+    small = route_messages(items[:10], max_bytes=500)
+    assert all(len(m.body.encode()) < 1000 for m in small) and len(small) > 1
 
 
 def test_callback_token_is_used_only_while_fresh() -> None:

@@ -134,7 +134,10 @@ class RoutingEngine:
         state = self._known_state(open_kfid, euid, session)
         if state == ENDED:
             state = NEW  # the customer's message opens a new session at WeCom
-        fields: dict[str, Any] = {"state": state, "window_at": item.send_time or int(self.clock()), "sends": 0}
+        fields: dict[str, Any] = {"state": state}
+        if session.get("window_msgid") != item.msgid:
+            # A new customer message opens a fresh window of 5 sends; a retried one must not.
+            fields.update(window_at=item.send_time or int(self.clock()), sends=0, window_msgid=item.msgid)
         if "session_started" not in session or session.get("state") == ENDED or "state" not in session:
             fields["session_started"] = item.send_time or int(self.clock())
         self.state.update_session(open_kfid, euid, fields)

@@ -1,0 +1,68 @@
+"""Shared set-up for benchmarks that run through the local stack (moto server + simulator)."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import statistics
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+for path in (ROOT / "shared", ROOT):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def local_stack(extra_env: dict[str, str] | None = None) -> Iterator[tuple[Any, Any, str]]:
+    """Yield (stack process, simulator, aws endpoint) for one benchmark run."""
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    from local.wecom_sim import WeComSimulator
+    from tests.integration.harness import start_stack
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    sim = WeComSimulator()
+    sim.start()
+    stack = start_stack({
+        "AWS_ENDPOINT_URL": endpoint, "WECOM_API_BASE": sim.base_url, "WECOM_CORP_ID": sim.corp_id,
+        "WECOM_CORP_SECRET": sim.corp_secret, "WECOM_TOKEN": sim.token,
+        "WECOM_ENCODING_AES_KEY": sim.encoding_aes_key, "KEFU_STACK_NAME": f"kefu-b{uuid.uuid4().hex[:6]}",
+        **(extra_env or {}),
+    })
+    sim.set_callback_url(f"{stack.url}/callback")
+    try:
+        yield stack, sim, endpoint
+    finally:
+        stack.stop()
+        sim.stop()
+        moto.stop()
+
+
+def percentile(values: list[float], pct: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def summary(values: list[float], unit: str = "ms") -> str:
+    return (f"n={len(values)} p50={percentile(values, 50):.1f}{unit} p99={percentile(values, 99):.1f}{unit} "
+            f"mean={statistics.fmean(values):.1f}{unit}")
