@@ -63,34 +63,58 @@ class LocalContext:
 
 @dataclass
 class LocalFunction:
+    """A function and its warm execution environments.
+
+    Lambda runs one event at a time per execution environment and starts another environment for
+    a concurrent event; module globals (a batch processor, per-invocation state) belong to one
+    environment. Locally an environment is one load of the handler module: an invocation takes an
+    idle one, or loads a new one (a cold start) when all are busy.
+    """
+
     logical_id: str
     code_dir: Path
     handler_name: str
     environment: dict[str, str]
     timeout: float
     memory: int
-    _handler: Any = None
+    _idle: list[Any] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _loads: int = 0
 
-    def load(self) -> None:
+    def _load_handler(self) -> Any:
         module_file, _, attr = self.handler_name.rpartition(".")
         path = self.code_dir / f"{module_file.replace('.', '/')}.py"
-        name = f"kefu_local_fn_{self.logical_id}"
+        with self._lock:
+            self._loads += 1
+            name = f"kefu_local_fn_{self.logical_id}_{self._loads}"
         spec = importlib.util.spec_from_file_location(name, path)
         if spec is None or spec.loader is None:
             raise RuntimeError(f"{self.logical_id}: cannot load handler file {path}")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
-        self._handler = getattr(module, attr)
+        return getattr(module, attr)
+
+    def load(self) -> None:
+        """Start one environment now, so configuration errors show when the stack starts."""
+        handler = self._load_handler()
+        with self._lock:
+            self._idle.append(handler)
+
+    @property
+    def environments(self) -> int:
+        return self._loads
 
     def invoke(self, event: dict[str, Any]) -> Any:
-        if self._handler is None:
+        with self._lock:
+            handler = self._idle.pop() if self._idle else None
+        if handler is None:
+            handler = self._load_handler()
+        try:
+            return handler(event, LocalContext(self.logical_id, self.memory, self.timeout))
+        finally:
             with self._lock:
-                if self._handler is None:
-                    self.load()
-        context = LocalContext(self.logical_id, self.memory, self.timeout)
-        return self._handler(event, context)
+                self._idle.append(handler)
 
 
 def load_functions(template: Template, root: Path) -> tuple[dict[str, LocalFunction], list[HttpRoute], list[QueueSource]]:
