@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
 from kefu import callback, observability
@@ -26,6 +28,17 @@ def _query() -> dict[str, str]:
     return dict(app.current_event.query_string_parameters or {})
 
 
+def _raw_body() -> bytes:
+    """The body as bytes; API Gateway base64-encodes bodies it does not take for UTF-8 text."""
+    body = app.current_event.body or ""
+    if app.current_event.is_base64_encoded:
+        try:
+            return base64.b64decode(body)
+        except ValueError:
+            raise callback.CallbackRejected(400, "bad_body", "body is not valid base64 transport encoding") from None
+    return body.encode("utf-8")
+
+
 @app.get("/callback")
 def verify_url() -> Response:
     plaintext = callback.verify_url(_crypto(), _query())
@@ -36,9 +49,7 @@ def verify_url() -> Response:
 
 @app.post("/callback")
 def receive_event() -> Response:
-    body = app.current_event.decoded_body or ""
-    raw = body.encode("utf-8") if isinstance(body, str) else body
-    event = callback.read_event(_crypto(), _query(), raw, settings.max_body_bytes)
+    event = callback.read_event(_crypto(), _query(), _raw_body(), settings.max_body_bytes)
     job = callback.sync_job(event)
     if job is None:
         logger.info("callback acknowledged, not queued", extra={"event": event.event, "open_kfid": event.open_kfid})
