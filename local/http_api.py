@@ -111,6 +111,7 @@ class HttpApiServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms stall
 
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
                 pass

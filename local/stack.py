@@ -9,7 +9,9 @@ template.yaml on 127.0.0.1:$PORT and runs a poller per SQS event source. Prints
 Local-only knobs: KEFU_STACK_NAME (resource name prefix, default kefu-local),
 KEFU_LOCAL_WORKERS (concurrent batches per queue, default 2), KEFU_LOCAL_VISIBILITY_TIMEOUT
 (seconds a failed record stays hidden; default: the queue's own), KEFU_LOCAL_PAUSED (function
-names whose queue pollers do not run, so a test can inspect the queue), KEFU_DEMO=1 (run the demo).
+names whose queue pollers do not run, so a test can inspect the queue), KEFU_DEMO=1 (run the demo),
+KEFU_TEMPLATE_PARAMS (a JSON object of template parameter values, as `sam deploy
+--parameter-overrides` would give them, e.g. {"LinkScenes": "home,poster"}; values keep their commas).
 """
 
 from __future__ import annotations
@@ -110,7 +112,8 @@ class LocalStack:
         stack_name = self.env.get("KEFU_STACK_NAME", "kefu-local")
         self.template = Template.load(
             ROOT / "template.yaml",
-            overrides={"WeComCorpId": creds.corp_id, "WeComApiBase": self.wecom_base},
+            overrides={**json.loads(self.env.get("KEFU_TEMPLATE_PARAMS") or "{}"),
+                       "WeComCorpId": creds.corp_id, "WeComApiBase": self.wecom_base},
             region=region,
         )
         session = boto3.Session(region_name=region)

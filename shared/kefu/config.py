@@ -82,3 +82,57 @@ class RouteSettings(Settings):
     routing_parameter: str | None = Field(alias="KEFU_ROUTING_PARAMETER", default=None)
     welcome_max_age_seconds: float = Field(alias="KEFU_WELCOME_MAX_AGE_SECONDS", default=20, gt=0)
     roster_ttl_seconds: float = Field(alias="KEFU_ROSTER_TTL_SECONDS", default=600, gt=0)
+
+
+import re  # noqa: E402 - kept beside the links settings that use it
+
+_LINK_ID = r"[0-9A-Za-z_-]{1,64}"
+_LINK_ACCOUNTS = re.compile(rf"{_LINK_ID}(={_LINK_ID})?(,{_LINK_ID}(={_LINK_ID})?)*")
+_LINK_SCENES = re.compile(r"[0-9A-Za-z_-]{1,32}(,[0-9A-Za-z_-]{1,32})*")
+_LINK_ORIGIN = re.compile(r"\*|https?://[0-9A-Za-z.-]+(:[0-9]{1,5})?")
+
+
+class LinksSettings(Settings):
+    """The links function: account aliases, scene allow-list, CORS origins, QR and cache defaults.
+
+    Lists are comma separated, as CloudFormation passes them. ``KEFU_LINK_ACCOUNTS``:
+    "alias=open_kfid,..." where an entry may also be a bare open_kfid; the first entry is the
+    default account. ``KEFU_LINK_SCENES``: the scenes allowed (empty = any valid scene).
+    ``KEFU_LINK_CORS_ORIGINS``: browser origins allowed, exactly as browsers send them
+    ("https://shop.example.com", no path or trailing slash), or "*"; empty = none.
+    """
+
+    link_accounts: str = Field(alias="KEFU_LINK_ACCOUNTS", default="")
+    link_scenes: str = Field(alias="KEFU_LINK_SCENES", default="")
+    link_cors_origins: str = Field(alias="KEFU_LINK_CORS_ORIGINS", default="")
+    link_qr_size: int = Field(alias="KEFU_LINK_QR_SIZE", default=256, ge=64, le=1024)
+    link_cache_seconds: int = Field(alias="KEFU_LINK_CACHE_SECONDS", default=3600, ge=0, le=31536000)
+
+    @field_validator("link_accounts")
+    @classmethod
+    def _accounts(cls, value: str) -> str:
+        value = value.replace(" ", "")
+        if value and not _LINK_ACCOUNTS.fullmatch(value):
+            raise ValueError("must be alias=open_kfid entries (or bare open_kfids) separated by commas")
+        aliases = [entry.split("=", 1)[0] for entry in value.split(",") if "=" in entry]
+        if len(aliases) != len(set(aliases)):
+            raise ValueError("an alias appears twice")
+        return value
+
+    @field_validator("link_scenes")
+    @classmethod
+    def _scenes(cls, value: str) -> str:
+        value = value.replace(" ", "")
+        if value and not _LINK_SCENES.fullmatch(value):
+            raise ValueError("must be scenes of up to 32 characters [0-9A-Za-z_-] separated by commas")
+        return value
+
+    @field_validator("link_cors_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        value = value.replace(" ", "")
+        for origin in filter(None, value.split(",")):
+            if not _LINK_ORIGIN.fullmatch(origin):
+                raise ValueError(f"{origin!r} is not an origin like https://shop.example.com (no path, no "
+                                 "trailing slash) or *")
+        return value

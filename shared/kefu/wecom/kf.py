@@ -81,3 +81,38 @@ def send_text(client: WeComClient, open_kfid: str, external_userid: str, msgid: 
 def send_on_event(client: WeComClient, code: str, msgid: str, message: dict[str, Any]) -> None:
     """send_msg_on_event; ``message`` is {"msgtype": "text", "text": {...}} or a msgmenu."""
     client.write("kf/send_msg_on_event", {"code": code, "msgid": msgid, **message})
+
+
+# -- contact links (links function) -------------------------------------------------------------
+
+ACCOUNT_LIST_LIMIT = 100
+
+
+def add_contact_way(client: WeComClient, open_kfid: str, scene: str) -> str:
+    """A contact URL for the account, tagged with ``scene`` (WeCom's links do not expire).
+
+    Sent as a write: a timeout or busy answer is not repeated here, it reaches the caller (the
+    links function answers 503 and the frontend asks again). A repeat would be harmless - another
+    link to the same account and scene, never stored - but retrying inside a synchronous request
+    piles onto WeCom exactly when it reports being overloaded or rate-limited.
+    """
+    data = client.write("kf/add_contact_way", {"open_kfid": open_kfid, "scene": scene})
+    url = data.get("url")
+    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+        from kefu.wecom.errors import WeComError  # noqa: PLC0415 - kept local to this appended block
+
+        raise WeComError("kf/add_contact_way", None, "answer carries no url")
+    return url
+
+
+def account_list(client: WeComClient) -> list[dict[str, Any]]:
+    """Every kf account of the corp ({open_kfid, name, avatar, manage_privilege}), all pages."""
+    accounts: list[dict[str, Any]] = []
+    offset = 0
+    while True:
+        data = client.read("kf/account/list", {"offset": offset, "limit": ACCOUNT_LIST_LIMIT})
+        page = data.get("account_list") or []
+        accounts.extend(a for a in page if isinstance(a, dict) and a.get("open_kfid"))
+        offset += len(page)
+        if len(page) < ACCOUNT_LIST_LIMIT:
+            return accounts

@@ -1,0 +1,90 @@
+"""Contact links and the links funnel in the StateTable.
+
+Items (pk / sk):
+- link per account and scene: "link#<open_kfid>" / "<scene>" - ``url`` (add_contact_way's answer,
+  without any scene_param), ``created_at``. Written once with a conditional put, never changed:
+  WeCom's links do not expire, so the first URL stored for a scene is the one every caller gets.
+- funnel per account and day: "funnel#<open_kfid>#<yyyy-mm-dd>" / "scene#<scene>" -
+  ``links_issued`` (an atomic counter, one ADD per link answered), plus ``open_kfid``, ``day``
+  and ``scene`` so readers need not parse keys. A Query on the pk gives one day's scenes of an
+  account. Days are UTC. Answers a CDN or browser serves from its cache never reach Kefu, so the
+  counter is the number of links Kefu answered: a lower bound of the links shown.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from kefu import aws
+from kefu.store.dynamo import is_conditional_failure
+
+
+class LinkStore:
+    def __init__(self, table_name: str) -> None:
+        self._name = table_name
+
+    @property
+    def _table(self) -> Any:
+        return aws.table(self._name)
+
+    @staticmethod
+    def link_key(open_kfid: str, scene: str) -> dict[str, str]:
+        return {"pk": f"link#{open_kfid}", "sk": scene}
+
+    @staticmethod
+    def funnel_key(open_kfid: str, day: str, scene: str) -> dict[str, str]:
+        return {"pk": f"funnel#{open_kfid}#{day}", "sk": f"scene#{scene}"}
+
+    def get(self, open_kfid: str, scene: str) -> str | None:
+        """The stored URL. An eventually consistent read: a stored link never changes, and a
+        read that misses a just-stored link ends in ``put_first`` returning the stored one."""
+        item = self._table.get_item(Key=self.link_key(open_kfid, scene), ProjectionExpression="#u",
+                                    ExpressionAttributeNames={"#u": "url"}).get("Item")
+        return str(item["url"]) if item and item.get("url") else None
+
+    def put_first(self, open_kfid: str, scene: str, url: str) -> str:
+        """Store ``url`` unless a URL is stored already; return the one stored (ours or the winner's)."""
+        try:
+            self._table.put_item(
+                Item={**self.link_key(open_kfid, scene), "url": url, "created_at": int(time.time())},
+                ConditionExpression="attribute_not_exists(pk)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+            return url
+        except Exception as exc:
+            if not is_conditional_failure(exc):
+                raise
+            old = getattr(exc, "response", {}).get("Item") or {}
+            stored = old.get("url")
+            if isinstance(stored, dict):  # low-level shape {"S": ...} from the client API
+                stored = stored.get("S")
+            if stored:
+                return str(stored)
+        found = self._table.get_item(Key=self.link_key(open_kfid, scene), ConsistentRead=True).get("Item")
+        if not found or not found.get("url"):
+            raise RuntimeError(f"link#{open_kfid}/{scene}: conditional put failed but no URL is stored")
+        return str(found["url"])
+
+    def count_issued(self, open_kfid: str, scene: str, day: str, count: int = 1) -> None:
+        self._table.update_item(
+            Key=self.funnel_key(open_kfid, day, scene),
+            UpdateExpression="ADD links_issued :n SET open_kfid = :k, #d = :d, scene = :s",
+            ExpressionAttributeNames={"#d": "day"},
+            ExpressionAttributeValues={":n": count, ":k": open_kfid, ":d": day, ":s": scene},
+        )
+
+    def issued(self, open_kfid: str, day: str) -> dict[str, int]:
+        """scene -> links issued on ``day`` for the account (for reports and tests)."""
+        from boto3.dynamodb.conditions import Key
+
+        counts: dict[str, int] = {}
+        args: dict[str, Any] = {"KeyConditionExpression": Key("pk").eq(f"funnel#{open_kfid}#{day}"),
+                                "ConsistentRead": True}
+        while True:
+            page = self._table.query(**args)
+            for item in page.get("Items", []):
+                counts[str(item["scene"])] = int(item.get("links_issued", 0))
+            if "LastEvaluatedKey" not in page:
+                return counts
+            args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
