@@ -11,12 +11,13 @@ PY := $(VENV)/bin/python
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help dev test unit integration lint-template env clean
+.PHONY: help dev test unit integration lint-template security env clean
 
 help:
 	@echo "make dev    - run the local stack (AWS emulator + WeCom simulator) with a scripted demo"
 	@echo "make test   - run every test and check (creates the environments if needed)"
 	@echo "make lint-template - cfn-lint 1.53.3 and sam validate --lint on template.yaml"
+	@echo "make security - checkov on template.yaml, bandit on the code"
 
 $(VENV)/.stamp: requirements-dev.txt shared/requirements.txt
 	@test -n "$(PYTHON)" || { echo "need Python 3.11+ (3.13 preferred)"; exit 1; }
@@ -32,7 +33,22 @@ $(SAMVENV)/.stamp: requirements-sam.txt
 	$(SAMVENV)/bin/python -m pip install -q -r requirements-sam.txt
 	touch $@
 
-env: $(VENV)/.stamp $(SAMVENV)/.stamp
+SECVENV := .venv-sec
+
+$(SECVENV)/.stamp: requirements-sec.txt
+	@test -n "$(PYTHON)" || { echo "need Python 3.11+ (3.13 preferred)"; exit 1; }
+	$(PYTHON) -m venv $(SECVENV)
+	$(SECVENV)/bin/python -m pip install -q --upgrade pip
+	$(SECVENV)/bin/python -m pip install -q -r requirements-sec.txt
+	touch $@
+
+env: $(VENV)/.stamp $(SAMVENV)/.stamp $(SECVENV)/.stamp
+
+# checkov on the template (every skipped check carries its reason in the template's Metadata)
+# and bandit on the code (every `nosec` carries its reason on its line).
+security: $(SECVENV)/.stamp
+	$(SECVENV)/bin/checkov -f template.yaml --framework cloudformation --quiet --compact
+	$(SECVENV)/bin/bandit -q -r shared functions local
 
 dev: $(VENV)/.stamp
 	KEFU_DEMO=$${KEFU_DEMO:-1} $(PY) -m local.stack
@@ -47,8 +63,8 @@ unit: $(VENV)/.stamp
 integration: $(VENV)/.stamp
 	$(PY) -m pytest tests/integration -q
 
-test: env lint-template
+test: env lint-template security
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) $(SAMVENV) .aws-sam .pytest_cache .hypothesis
+	rm -rf $(VENV) $(SAMVENV) $(SECVENV) .aws-sam .pytest_cache .hypothesis

@@ -52,7 +52,7 @@ for _name in ("Ref", "GetAtt", "Sub", "If", "Equals", "Not", "And", "Or", "Join"
 
 def load_template(path: Path) -> dict[str, Any]:
     with open(path, encoding="utf-8") as handle:
-        data = yaml.load(handle, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+        data = yaml.load(handle, Loader=_Loader)  # nosec B506 - _Loader is a SafeLoader subclass
     if not isinstance(data, dict) or "Resources" not in data:
         raise TemplateError(f"{path}: not a CloudFormation template")
     return data

@@ -59,8 +59,8 @@ except ModuleNotFoundError:  # started as ``python -m local.wecom_sim`` without 
     from kefu.crypto import WXBizMsgCrypt
 
 DEMO_CORP_ID = "wwkefudemo0000001"
-DEMO_CORP_SECRET = "KefuDemoCorpSecret0000000000000000000000000"
-DEMO_TOKEN = "KefuDemoCallbackToken"
+DEMO_CORP_SECRET = "KefuDemoCorpSecret0000000000000000000000000"  # nosec B105 - public demo value
+DEMO_TOKEN = "KefuDemoCallbackToken"  # nosec B105 - public demo value
 DEMO_AES_KEY = "KefuDemoEncodingAesKey000000000000000000000"
 DEMO_AGENT_ID = "1000002"
 DEFAULT_EGRESS_IP = "203.0.113.10"

@@ -15,7 +15,7 @@ import hmac
 import os
 import struct
 
-from Crypto.Cipher import AES
+from Crypto.Cipher import AES  # nosec B413 - this is pycryptodome (maintained), not PyCrypto
 
 BLOCK = 32  # WeCom pads to 32-byte blocks, not AES's 16
 
@@ -30,7 +30,7 @@ class CryptoError(ValueError):
 
 def signature(token: str, timestamp: str, nonce: str, encrypted: str) -> str:
     parts = sorted([token, timestamp, nonce, encrypted])
-    return hashlib.sha1("".join(parts).encode("utf-8")).hexdigest()
+    return hashlib.sha1("".join(parts).encode("utf-8")).hexdigest()  # nosec B324 - WeCom's scheme mandates SHA-1
 
 
 def _pad(data: bytes) -> bytes:

@@ -228,8 +228,7 @@ class AccountDirectory:
                 self._accounts = {str(a["open_kfid"]): a.get("manage_privilege", True) is not False
                                   for a in self._fetch()}
                 self._fetched_at = now
-            assert self._accounts is not None
-            return self._accounts
+            return self._accounts or {}
 
     def default(self) -> str:
         managed = [kfid for kfid, mine in self._listing().items() if mine]

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 from kefu.config import ConfigError
 
-CORP_SECRET = "corp-secret"
-CALLBACK_TOKEN = "callback-token"
+CORP_SECRET = "corp-secret"  # nosec B105 - parameter names, not values
+CALLBACK_TOKEN = "callback-token"  # nosec B105
 ENCODING_AES_KEY = "encoding-aes-key"
 NAMES = (CORP_SECRET, CALLBACK_TOKEN, ENCODING_AES_KEY)
 CACHE_SECONDS = 300

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from xml.etree.ElementTree import ParseError
+from xml.etree.ElementTree import ParseError  # nosec B405 - the exception type only; parsing is defusedxml
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring

@@ -210,7 +210,7 @@ def _where(lines: dict[tuple[Any, ...], int], path: tuple[Any, ...]) -> str:
 
 def parse_rules(text: str, source: str = "rules") -> Rules:
     try:
-        data = yaml.load(text, Loader=_LineLoader)  # noqa: S506 - SafeLoader subclass
+        data = yaml.load(text, Loader=_LineLoader)  # nosec B506 - _LineLoader is a SafeLoader subclass
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         raise RulesError(f"{source}: not valid YAML: {exc}") from None

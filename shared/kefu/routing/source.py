@@ -29,18 +29,21 @@ class RulesSource:
 
     def __call__(self) -> Rules:
         if self._settings.routing_parameter:
-            if self._rules is None or time.monotonic() - self._read_at > PARAMETER_MAX_AGE:
-                from aws_lambda_powertools.utilities.parameters import get_parameter
-
-                text = str(get_parameter(self._settings.routing_parameter, max_age=PARAMETER_MAX_AGE))
-                if text != self._text:
-                    self._rules, self._text = parse_rules(text, source=self._settings.routing_parameter), text
-                self._read_at = time.monotonic()
-            assert self._rules is not None
-            return self._rules
+            return self._from_parameter(self._settings.routing_parameter)
         if self._rules is None:
             path = self._settings.routing_config or str(self._bundled)
             if not Path(path).is_file():
                 raise ConfigError(f"KEFU_ROUTING_CONFIG: no rules file at {path}")
             self._rules = load_rules_file(path)
+        return self._rules
+
+    def _from_parameter(self, name: str) -> Rules:
+        if self._rules is not None and time.monotonic() - self._read_at <= PARAMETER_MAX_AGE:
+            return self._rules
+        from aws_lambda_powertools.utilities.parameters import get_parameter
+
+        text = str(get_parameter(name, max_age=PARAMETER_MAX_AGE))
+        if self._rules is None or text != self._text:
+            self._rules, self._text = parse_rules(text, source=name), text
+        self._read_at = time.monotonic()
         return self._rules

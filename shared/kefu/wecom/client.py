@@ -112,7 +112,7 @@ class WeComClient:
             except WeComError as exc:
                 if not exc.transient or attempt == self._max_attempts:
                     raise
-                self._sleep(self._backoff * 2 ** (attempt - 1) * (0.5 + random.random()))
+                self._sleep(self._backoff * 2 ** (attempt - 1) * (0.5 + random.random()))  # nosec B311 - jitter
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send(self, path: str, body: dict[str, Any] | None, params: dict[str, str] | None) -> dict[str, Any]:

@@ -198,7 +198,7 @@ _CALLBACK_TAGS = {
     "CreateTime": "create_time",
     "MsgType": "msg_type",
     "Event": "event",
-    "Token": "token",
+    "Token": "token",  # nosec B105 - a field name
     "OpenKfId": "open_kfid",
 }
 
