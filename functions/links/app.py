@@ -62,7 +62,7 @@ def _count_failed(exc: Exception) -> None:
 
 
 service = LinkService(LinkStore(settings.state_table), _add_contact_way, AccountDirectory(_account_list),
-                      on_count_failed=_count_failed)
+                      on_count_failed=_count_failed, timezone=settings.stats_timezone)
 
 
 @app.get("/links", cache_control=CACHE_CONTROL)

@@ -30,6 +30,18 @@ class Settings(BaseModel):
     secrets_prefix: str = Field(alias="KEFU_SECRETS_PREFIX", default="/kefu")
     wecom_api_base: str = Field(alias="WECOM_API_BASE", default=DEFAULT_WECOM_API_BASE)
     state_table: str = Field(alias="KEFU_STATE_TABLE", min_length=3)
+    stats_timezone: str = Field(alias="KEFU_STATS_TIMEZONE", default="Asia/Shanghai")
+
+    @field_validator("stats_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("must be an IANA time zone such as Asia/Shanghai") from None
+        return value
 
     @field_validator("secrets_prefix")
     @classmethod

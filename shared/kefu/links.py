@@ -26,6 +26,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
+from kefu.stats import day_of
+
 SCENE_MAX_BYTES = 32
 SCENE_PARAM_MAX_BYTES = 128
 SCENE_RE = re.compile(r"[0-9A-Za-z_-]+")
@@ -265,10 +267,6 @@ class IssuedLink:
                 "open_kfid": self.open_kfid, "corp_id": corp_id}
 
 
-def utc_day(epoch: float) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(epoch))
-
-
 class LinkService:
     """One stored URL per (open_kfid, scene); kf/add_contact_way only when none is stored yet.
 
@@ -279,12 +277,14 @@ class LinkService:
     """
 
     def __init__(self, store: LinkStoreLike, add_contact_way: Callable[[str, str], str], directory: AccountDirectory,
-                 clock: Callable[[], float] = time.time, on_count_failed: Callable[[Exception], None] | None = None) -> None:
+                 clock: Callable[[], float] = time.time, on_count_failed: Callable[[Exception], None] | None = None,
+                 timezone: str = "Asia/Shanghai") -> None:
         self._store = store
         self._add_contact_way = add_contact_way
         self._directory = directory
         self._clock = clock
         self._on_count_failed = on_count_failed
+        self._timezone = timezone
 
     def issue(self, request: LinkRequest) -> IssuedLink:
         ref = request.account
@@ -300,7 +300,7 @@ class LinkService:
             created = True
         counted = True
         try:
-            self._store.count_issued(open_kfid, request.scene, utc_day(self._clock()))
+            self._store.count_issued(open_kfid, request.scene, day_of(self._clock(), self._timezone))
         except Exception as exc:  # the link matters more than its count
             counted = False
             if self._on_count_failed is not None:

@@ -29,8 +29,6 @@ CALLBACK_TOKEN_TTL = 600
 TOKEN_SAFETY = 30  # do not present a token this close to its end
 ROUTE_EVENTS = frozenset({"enter_session", "session_status_change", "servicer_status_change", "msg_send_fail"})
 ACCOUNT_GROUP = "_account"
-ROUTE_BATCH_ITEMS = 100
-ROUTE_BATCH_BYTES = 200 * 1024  # under SQS's 256 KiB message limit
 
 
 @dataclass(frozen=True)
@@ -97,37 +95,18 @@ def route_group(item: SyncItem) -> str:
     return f"{item.open_kfid}#{item.external_userid or ACCOUNT_GROUP}"
 
 
-def route_messages(items: list[tuple[str, SyncItem]], max_items: int = ROUTE_BATCH_ITEMS,
-                   max_bytes: int = ROUTE_BATCH_BYTES) -> list[QueueMessage]:
-    """A page's items for routing, one queue message per customer (split when large), in page
-    order within each customer. The deduplication id is derived from the msgids it carries, so
-    re-pulling the same page after a crash queues the same messages again."""
-    groups: dict[str, list[tuple[str, SyncItem]]] = {}
-    for msgid, item in items:
-        groups.setdefault(route_group(item), []).append((msgid, item))
+def route_messages(items: list[tuple[str, SyncItem]]) -> list[QueueMessage]:
+    """One queue message per item, grouped per customer so FIFO keeps each customer's order.
+
+    The deduplication id is the msgid: re-pulling a page after a crash (even one that has grown
+    since) queues nothing twice within SQS's five-minute window, and the route function treats a
+    repeat it still receives as already done."""
     messages = []
-    for group, members in groups.items():
-        chunk: list[dict[str, Any]] = []
-        size = 0
-        for msgid, item in members:
-            entry = {"msgid": msgid, "item": item.raw}
-            entry_size = len(json.dumps(entry, ensure_ascii=False).encode())
-            if chunk and (len(chunk) >= max_items or size + entry_size > max_bytes):
-                messages.append(_route_message(group, chunk))
-                chunk, size = [], 0
-            chunk.append(entry)
-            size += entry_size
-        if chunk:
-            messages.append(_route_message(group, chunk))
+    for msgid, item in items:
+        body = json.dumps({"open_kfid": item.open_kfid, "external_userid": item.external_userid,
+                           "items": [{"msgid": msgid, "item": item.raw}]}, ensure_ascii=False, separators=(",", ":"))
+        messages.append(QueueMessage(body=body, group_id=route_group(item), deduplication_id=msgid[:128]))
     return messages
-
-
-def _route_message(group: str, entries: list[dict[str, Any]]) -> QueueMessage:
-    open_kfid, _, euid = group.partition("#")
-    body = json.dumps({"open_kfid": open_kfid, "external_userid": None if euid == ACCOUNT_GROUP else euid,
-                       "items": entries}, ensure_ascii=False, separators=(",", ":"))
-    digest = hashlib.sha256("\n".join(e["msgid"] for e in entries).encode()).hexdigest()
-    return QueueMessage(body=body, group_id=group, deduplication_id=digest)
 
 
 def token_usable(create_time: int | None, now: float) -> bool:

@@ -302,12 +302,14 @@ def test_each_issued_link_counts_toward_its_scene_and_day(http, stack, clients) 
     assert links(http, scene="funnel", format="svg").status_code == 200
     assert links(http, scene="funnel", account="support").status_code == 200
     assert links(http, scene="funnel", size="1").status_code == 400  # refused: not counted
-    day = time.strftime("%Y-%m-%d", time.gmtime())
+    from kefu.stats import day_of
+
+    day = day_of(time.time(), "Asia/Shanghai")
     table = stack.resources["StateTable"]
 
     def issued(open_kfid: str) -> int:
         item = clients.dynamodb.get_item(TableName=table, Key={
-            "pk": {"S": f"funnel#{open_kfid}#{day}"}, "sk": {"S": "scene#funnel"}}).get("Item")
+            "pk": {"S": f"funnel#{day}"}, "sk": {"S": f"{open_kfid}#funnel"}}).get("Item")
         return int(item["links_issued"]["N"]) if item else 0
 
     assert issued(SALES) == 4

@@ -47,25 +47,14 @@ def test_late_messages_are_still_routed_within_the_session_window() -> None:
     assert not hand_on(text(age=49 * 3600))
 
 
-def test_route_messages_one_per_customer_in_order() -> None:
+def test_route_messages_one_per_item_grouped_by_customer_dedup_by_msgid() -> None:
     items = [("a", parse_item(text(msgid="a"))), ("s", parse_item(event("servicer_status_change", external_userid=None))),
              ("b", parse_item(text(msgid="b")))]
     messages = route_messages(items)
-    assert [m.group_id for m in messages] == ["wkA#wmC", "wkA#_account"]
+    assert [(m.group_id, m.deduplication_id) for m in messages] == [("wkA#wmC", "a"), ("wkA#_account", "s"), ("wkA#wmC", "b")]
     body = json.loads(messages[0].body)
-    assert [e["msgid"] for e in body["items"]] == ["a", "b"]
+    assert [e["msgid"] for e in body["items"]] == ["a"]
     assert body["items"][0]["item"]["text"]["content"] == "hi"
-    assert route_messages(items)[0].deduplication_id == messages[0].deduplication_id  # same page, same id
-    assert len(messages[0].deduplication_id) <= 128
-
-
-def test_route_messages_split_large_customers() -> None:
-    items = [(f"m{i}", parse_item(text(msgid=f"m{i}"))) for i in range(250)]
-    messages = route_messages(items)
-    assert [len(json.loads(m.body)["items"]) for m in messages] == [100, 100, 50]
-    assert len({m.deduplication_id for m in messages}) == 3
-    small = route_messages(items[:10], max_bytes=500)
-    assert all(len(m.body.encode()) < 1000 for m in small) and len(small) > 1
 
 
 def test_callback_token_is_used_only_while_fresh() -> None:

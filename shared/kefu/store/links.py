@@ -4,11 +4,9 @@ Items (pk / sk):
 - link per account and scene: "link#<open_kfid>" / "<scene>" - ``url`` (add_contact_way's answer,
   without any scene_param), ``created_at``. Written once with a conditional put, never changed:
   WeCom's links do not expire, so the first URL stored for a scene is the one every caller gets.
-- funnel per account and day: "funnel#<open_kfid>#<yyyy-mm-dd>" / "scene#<scene>" -
-  ``links_issued`` (an atomic counter, one ADD per link answered), plus ``open_kfid``, ``day``
-  and ``scene`` so readers need not parse keys. A Query on the pk gives one day's scenes of an
-  account. Days are UTC. Answers a CDN or browser serves from its cache never reach Kefu, so the
-  counter is the number of links Kefu answered: a lower bound of the links shown.
+- the funnel's ``links_issued`` counter (see kefu.stats for the keys): one ADD per link answered.
+  Answers a CDN or browser serves from its cache never reach Kefu, so the counter is the number
+  of links Kefu answered: a lower bound of the links shown.
 """
 
 from __future__ import annotations
@@ -17,7 +15,9 @@ import time
 from typing import Any
 
 from kefu import aws
+from kefu import stats
 from kefu.store.dynamo import is_conditional_failure
+from kefu.store.stats import StatsStore
 
 
 class LinkStore:
@@ -31,10 +31,6 @@ class LinkStore:
     @staticmethod
     def link_key(open_kfid: str, scene: str) -> dict[str, str]:
         return {"pk": f"link#{open_kfid}", "sk": scene}
-
-    @staticmethod
-    def funnel_key(open_kfid: str, day: str, scene: str) -> dict[str, str]:
-        return {"pk": f"funnel#{open_kfid}#{day}", "sk": f"scene#{scene}"}
 
     def get(self, open_kfid: str, scene: str) -> str | None:
         """The stored URL. An eventually consistent read: a stored link never changes, and a
@@ -67,24 +63,9 @@ class LinkStore:
         return str(found["url"])
 
     def count_issued(self, open_kfid: str, scene: str, day: str, count: int = 1) -> None:
-        self._table.update_item(
-            Key=self.funnel_key(open_kfid, day, scene),
-            UpdateExpression="ADD links_issued :n SET open_kfid = :k, #d = :d, scene = :s",
-            ExpressionAttributeNames={"#d": "day"},
-            ExpressionAttributeValues={":n": count, ":k": open_kfid, ":d": day, ":s": scene},
-        )
+        StatsStore(self._name).add([stats.funnel(day, open_kfid, scene, "links_issued", count)])
 
     def issued(self, open_kfid: str, day: str) -> dict[str, int]:
         """scene -> links issued on ``day`` for the account (for reports and tests)."""
-        from boto3.dynamodb.conditions import Key
-
-        counts: dict[str, int] = {}
-        args: dict[str, Any] = {"KeyConditionExpression": Key("pk").eq(f"funnel#{open_kfid}#{day}"),
-                                "ConsistentRead": True}
-        while True:
-            page = self._table.query(**args)
-            for item in page.get("Items", []):
-                counts[str(item["scene"])] = int(item.get("links_issued", 0))
-            if "LastEvaluatedKey" not in page:
-                return counts
-            args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        items = StatsStore(self._name).day_items("funnel", day, open_kfid)
+        return {str(i["scene"]): int(i.get("links_issued", 0)) for i in items}

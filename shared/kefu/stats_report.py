@@ -1,0 +1,47 @@
+"""GET /stats: validate the query and assemble the per-day funnel and servicer rows."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from kefu import stats
+from kefu.store.stats import StatsStore
+
+_OPEN_KFID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_SCENE = re.compile(r"^[0-9A-Za-z_-]{1,32}$|^-$")
+
+
+class StatsQueryError(ValueError):
+    def __init__(self, parameter: str, message: str) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+
+def parse_query(query: Mapping[str, str], today: str) -> tuple[list[str], str | None, str | None]:
+    first, last = query.get("from") or today, query.get("to") or query.get("from") or today
+    try:
+        days = stats.days(first, last)
+    except ValueError as exc:
+        raise StatsQueryError("from" if "from" not in query or "to" in str(exc) else "to",
+                              f"from/to: {exc}") from None
+    account = query.get("account") or None
+    if account is not None and not _OPEN_KFID.match(account):
+        raise StatsQueryError("account", "account must be an open_kfid")
+    scene = query.get("scene") or None
+    if scene is not None and not _SCENE.match(scene):
+        raise StatsQueryError("scene", "scene is at most 32 characters of 0-9 a-z A-Z _ - (or '-' for no scene)")
+    return days, account, scene
+
+
+def report(store: StatsStore, days: list[str], account: str | None, scene: str | None, timezone: str) -> dict[str, Any]:
+    funnel, servicers = [], []
+    for day in days:
+        funnel += [stats.funnel_row(i) for i in store.day_items("funnel", day, account)
+                   if scene is None or i.get("scene") == scene]
+        if scene is None:
+            servicers += [stats.servicer_row(i) for i in store.day_items("servicer", day, account)]
+    funnel.sort(key=lambda r: (r["day"], r["open_kfid"], r["scene"]))
+    servicers.sort(key=lambda r: (r["day"], r["open_kfid"], r["servicer"]))
+    return {"from": days[0], "to": days[-1], "timezone": timezone, "funnel": funnel, "servicers": servicers}
