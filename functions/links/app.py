@@ -39,8 +39,7 @@ def _wecom() -> Any:
         if _client is None:
             from kefu.wecom.connect import connect
 
-            _client = connect(settings, on_error=lambda exc: observability.count(
-                SERVICE, "WeComErrors", errcode=exc.metric_code))
+            _client = connect(settings, on_error=observability.wecom_error_counter(SERVICE))
         return _client
 
 

@@ -16,7 +16,6 @@ from kefu.store.messages import MessageStore
 from kefu.store.routing_state import RoutingState
 from kefu.sync import PullResult, SyncDeps, SyncPolicy, pull_account
 from kefu.wecom.connect import connect
-from kefu.wecom.errors import WeComError
 
 SERVICE = "sync"
 settings = load(SyncSettings)
@@ -28,15 +27,11 @@ _deps: SyncDeps | None = None
 _pulled: set[str] = set()  # accounts drained during the current invocation
 
 
-def _count_error(exc: WeComError) -> None:
-    observability.count(SERVICE, "WeComErrors", errcode=exc.metric_code)
-
-
 def deps() -> SyncDeps:
     global _deps
     if _deps is None:
         _deps = SyncDeps(
-            wecom=connect(settings, on_error=_count_error),
+            wecom=connect(settings, on_error=observability.wecom_error_counter(SERVICE)),
             messages=MessageStore(settings.messages_table),
             cursors=CursorStore(settings.state_table),
             customers=CustomerStore(settings.state_table),

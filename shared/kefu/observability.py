@@ -35,3 +35,17 @@ def count(service: str, name: str, value: float = 1, **dimensions: str) -> None:
                 single.add_dimension(name=key, value=dim)
     else:
         m.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def wecom_error_counter(service: str) -> Any:
+    """The on_error hook for a WeComClient: errors by errcode, plus a total the alarm watches."""
+
+    def record(exc: Any) -> None:
+        from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+        count(service, "WeComErrors", errcode=exc.metric_code)
+        with single_metric(name="WeComErrorsTotal", unit=MetricUnit.Count, value=1, namespace=metrics(service).namespace,
+                           default_dimensions={"service": service}):
+            pass
+
+    return record
