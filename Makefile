@@ -11,19 +11,21 @@ PY := $(VENV)/bin/python
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help dev test unit integration lint-template security env clean
+.PHONY: help dev test unit integration lint-template security env clean bench
 
 help:
 	@echo "make dev    - run the local stack (AWS emulator + WeCom simulator) with a scripted demo"
 	@echo "make test   - run every test and check (creates the environments if needed)"
 	@echo "make lint-template - cfn-lint 1.53.3 and sam validate --lint on template.yaml"
 	@echo "make security - checkov on template.yaml, bandit on the code"
+	@echo "make bench  - run the benchmarks and the cost model, write docs/PERFORMANCE.md"
 
-$(VENV)/.stamp: requirements-dev.txt shared/requirements.txt
+$(VENV)/.stamp: requirements-dev.txt shared/requirements.txt pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need Python 3.11+ (3.13 preferred)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements-dev.txt
+	$(PY) -m pip install -q -e .  # the project itself: the `kefu` operator CLI lands on $(VENV)/bin
 	touch $@
 
 $(SAMVENV)/.stamp: requirements-sam.txt
@@ -48,7 +50,35 @@ env: $(VENV)/.stamp $(SAMVENV)/.stamp $(SECVENV)/.stamp
 # and bandit on the code (every `nosec` carries its reason on its line).
 security: $(SECVENV)/.stamp
 	$(SECVENV)/bin/checkov -f template.yaml --framework cloudformation --quiet --compact
-	$(SECVENV)/bin/bandit -q -r shared functions local
+	$(SECVENV)/bin/bandit -q -r shared functions local cli
+
+# Benchmarks: `make bench` writes docs/PERFORMANCE.md. Two environments of their own:
+# .venv-lambda holds only what a deployed function has - boto3 (Lambda's runtime provides it)
+# and, in layer/, the layer's requirements installed without .pyc, as `sam build` ships them;
+# .venv-bench holds the layer's requirements plus wechatpy, the callback benchmark's reference.
+LAMBDAVENV := .venv-lambda
+BENCHVENV := .venv-bench
+
+$(LAMBDAVENV)/.stamp: shared/requirements.txt requirements-dev.txt
+	@test -n "$(PYTHON)" || { echo "need Python 3.11+ (3.13 preferred)"; exit 1; }
+	rm -rf $(LAMBDAVENV)
+	$(PYTHON) -m venv $(LAMBDAVENV)
+	echo '*' > $(LAMBDAVENV)/.gitignore
+	$(LAMBDAVENV)/bin/python -m pip install -q --upgrade pip
+	$(LAMBDAVENV)/bin/python -m pip install -q $$(grep -E '^boto3==' requirements-dev.txt)
+	$(LAMBDAVENV)/bin/python -m pip install -q --no-compile --target $(LAMBDAVENV)/layer -r shared/requirements.txt
+	touch $@
+
+$(BENCHVENV)/.stamp: shared/requirements.txt benchmarks/requirements-compare.txt
+	@test -n "$(PYTHON)" || { echo "need Python 3.11+ (3.13 preferred)"; exit 1; }
+	$(PYTHON) -m venv $(BENCHVENV)
+	echo '*' > $(BENCHVENV)/.gitignore
+	$(BENCHVENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCHVENV)/bin/python -m pip install -q -r shared/requirements.txt -r benchmarks/requirements-compare.txt
+	touch $@
+
+bench: $(VENV)/.stamp $(LAMBDAVENV)/.stamp $(BENCHVENV)/.stamp
+	$(PY) benchmarks/run_all.py
 
 dev: $(VENV)/.stamp
 	KEFU_DEMO=$${KEFU_DEMO:-1} $(PY) -m local.stack
@@ -67,4 +97,4 @@ test: env lint-template security
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) $(SAMVENV) $(SECVENV) .aws-sam .pytest_cache .hypothesis
+	rm -rf $(VENV) $(SAMVENV) $(SECVENV) $(LAMBDAVENV) $(BENCHVENV) .aws-sam .pytest_cache .hypothesis

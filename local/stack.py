@@ -11,7 +11,8 @@ KEFU_LOCAL_WORKERS (concurrent batches per queue, default 2), KEFU_LOCAL_VISIBIL
 (seconds a failed record stays hidden; default: the queue's own), KEFU_LOCAL_PAUSED (function
 names whose queue pollers do not run, so a test can inspect the queue), KEFU_DEMO=1 (run the demo),
 KEFU_TEMPLATE_PARAMS (a JSON object of template parameter values, as `sam deploy
---parameter-overrides` would give them, e.g. {"LinkScenes": "home,poster"}; values keep their commas).
+--parameter-overrides` would give them, e.g. {"LinkScenes": "home,poster"}; values keep their commas),
+KEFU_STATE_FILE (where the state file the `kefu` CLI reads goes; default .kefu/local-stack.json).
 """
 
 from __future__ import annotations
@@ -185,6 +186,9 @@ def main() -> int:
         stack.stop()
         print(f"kefu local stack failed to start: {exc}", file=sys.stderr)
         return 1
+    from local import state_file
+
+    state_path = state_file.publish(stack, ROOT)  # for the kefu CLI; before the ready line, so it is there
     log(READY.format(port=stack.port))
     if stack.simulator is not None and os.environ.get("KEFU_DEMO") == "1":
         from local.demo import run_demo
@@ -193,6 +197,8 @@ def main() -> int:
     stopping.wait()
     log("kefu local stack: stopping")
     stack.stop()
+    if state_path is not None:
+        state_file.remove(state_path)
     log("kefu local stack: stopped")
     return 0
 

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
 
 from kefu import observability
 from kefu.config import RouteSettings, load
+from kefu.events import publisher
+from kefu.routing.accounting import Accounting
 from kefu.routing.engine import Decision, EngineSettings, RoutingEngine
 from kefu.routing.source import RulesSource
 from kefu.store.routing_state import RoutingState
+from kefu.store.stats import StatsStore
 from kefu.wecom.connect import connect
-from kefu.wecom.errors import WeComError
 from kefu.wecom.models import parse_item
 
 SERVICE = "route"
@@ -30,20 +33,18 @@ def _record(decision: Decision) -> None:
     observability.count(SERVICE, "RouteDecision", outcome=decision.outcome.split(":")[0].split(",")[0])
 
 
-def _count_error(exc: WeComError) -> None:
-    observability.count(SERVICE, "WeComErrors", errcode=exc.metric_code)
-
-
 def engine() -> RoutingEngine:
     global _engine
     if _engine is None:
         _engine = RoutingEngine(
-            wecom=connect(settings, on_error=_count_error),
+            wecom=connect(settings, on_error=observability.wecom_error_counter(SERVICE)),
             state=RoutingState(settings.state_table),
             rules=rules,
             settings=EngineSettings(welcome_max_age=settings.welcome_max_age_seconds,
                                     roster_ttl=settings.roster_ttl_seconds),
             record=_record,
+            accounting=Accounting(StatsStore(settings.state_table), settings.stats_timezone,
+                                  publisher(settings.event_bus or None, time.time)),
         )
     return _engine
 

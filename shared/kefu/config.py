@@ -31,6 +31,7 @@ class Settings(BaseModel):
     wecom_api_base: str = Field(alias="WECOM_API_BASE", default=DEFAULT_WECOM_API_BASE)
     state_table: str = Field(alias="KEFU_STATE_TABLE", min_length=3)
     stats_timezone: str = Field(alias="KEFU_STATS_TIMEZONE", default="Asia/Shanghai")
+    event_bus: str = Field(alias="KEFU_EVENT_BUS", default="")
 
     @field_validator("stats_timezone")
     @classmethod

@@ -80,7 +80,7 @@ def item_msgid(item: SyncItem) -> str:
 def needs_routing(item: SyncItem) -> bool:
     if item.is_event:
         return item.event_type in ROUTE_EVENTS
-    return item.origin == 3
+    return item.origin in (3, 5)  # servicers' messages only feed the statistics
 
 
 def should_hand_on(item: SyncItem, *, first_pull: bool, now: float, policy: SyncPolicy) -> bool:

@@ -32,6 +32,10 @@ class StackProcess:
         return "\n".join(self.lines)
 
     def stop(self) -> int:
+        log_dir = os.environ.get("KEFU_STACK_LOG_DIR")  # keep each stack's output for debugging
+        if log_dir:
+            Path(log_dir).mkdir(parents=True, exist_ok=True)
+            (Path(log_dir) / f"stack-{self.process.pid}.log").write_text(self.output(), encoding="utf-8")
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:

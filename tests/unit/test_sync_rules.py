@@ -31,8 +31,8 @@ def test_customer_messages_and_routing_events_are_handed_on() -> None:
         assert hand_on(event(kind)), kind
 
 
-def test_servicer_messages_and_other_events_are_not() -> None:
-    assert not hand_on(text(origin=5))
+def test_servicer_messages_go_on_for_statistics_other_events_do_not() -> None:
+    assert hand_on(text(origin=5))
     assert not hand_on(event("user_recall_msg"))
     assert not hand_on(event("some_future_event"))
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kefu.routing import decide
+from kefu.routing.accounting import Accounting
 from kefu.routing.rules import Policy, Rules
 from kefu.store.routing_state import RoutingState
 from kefu.wecom import kf
@@ -55,8 +56,9 @@ def _already_sent(exc: WeComError) -> bool:
 class RoutingEngine:
     def __init__(self, wecom: WeComClient, state: RoutingState, rules: Callable[[], Rules],
                  settings: EngineSettings, record: Callable[[Decision], None],
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, accounting: Accounting | None = None) -> None:
         self.wecom = wecom
+        self.accounting = accounting or Accounting(None, "Asia/Shanghai")
         self.state = state
         self._rules = rules
         self.settings = settings
@@ -82,6 +84,14 @@ class RoutingEngine:
                 handler(item, open_kfid)
         elif item.origin == 3 and item.external_userid:
             self._customer_message(item, open_kfid, item.external_userid)
+        elif item.origin == 5 and item.external_userid and item.servicer_userid:
+            # Servicers' own messages route nothing; they only count (messages, first response).
+            session = self.state.session(open_kfid, item.external_userid)
+            self.accounting.servicer_message(item.msgid, self._at(item), open_kfid, item.external_userid,
+                                             item.servicer_userid, session)
+
+    def _at(self, item: SyncItem) -> int:
+        return int(item.send_time or self.clock())
 
     # -- welcome --------------------------------------------------------------------------------
 
@@ -92,6 +102,7 @@ class RoutingEngine:
         scene = getattr(event, "scene", None) or None
         self.state.update_session(open_kfid, euid, {"scene": scene or "", "scene_param": getattr(event, "scene_param", None) or "",
                                                      "entered_at": item.send_time or int(self.clock())})
+        self.accounting.entered(item.msgid, self._at(item), open_kfid, euid, scene, getattr(event, "scene_param", None))
         policy = self.rules.policy(open_kfid, scene)
         code = getattr(event, "welcome_code", None)
         decision = Decision(open_kfid, euid, scene, "welcome", "none")
@@ -140,8 +151,14 @@ class RoutingEngine:
             fields.update(window_at=item.send_time or int(self.clock()), sends=0, window_msgid=item.msgid)
         if "session_started" not in session or session.get("state") == ENDED or "state" not in session:
             fields["session_started"] = item.send_time or int(self.clock())
+            # send_time counts whole seconds: a session that ends and starts again within one
+            # second has the same start, so the message that opened it names the session.
+            fields["session_id"] = item.msgid
         self.state.update_session(open_kfid, euid, fields)
         session.update(fields)
+        self.accounting.received(item.msgid, self._at(item), open_kfid, euid, scene, item.msgtype,
+                                 str(session.get("session_id") or session.get("session_started")),
+                                 new_session="session_started" in fields)
         if state in (POOL, HUMAN):
             self.record(Decision(open_kfid, euid, scene, "held", "pool" if state == POOL else "human",
                                  servicer=session.get("servicer")))
@@ -188,7 +205,7 @@ class RoutingEngine:
 
     def _off_hours(self, item: SyncItem, open_kfid: str, euid: str, session: dict[str, Any], policy: Policy,
                    scene: str | None) -> None:
-        started = session.get("session_started")
+        started = session.get("session_id") or session.get("session_started")
         replied = None
         if policy.off_hours_reply and session.get("off_hours_for") != started:
             replied = self._send_text(item, open_kfid, euid, "off-hours", policy.off_hours_reply)
@@ -203,6 +220,8 @@ class RoutingEngine:
             return
         self.state.update_session(open_kfid, euid, {"rating": score, "rating_item": item.menu_id,
                                                      "rated_at": item.send_time or int(self.clock())})
+        self.accounting.rated(item.msgid, self._at(item), open_kfid, euid, scene,
+                              session.get("last_servicer"), score)
         self.record(Decision(open_kfid, euid, scene, "satisfaction", "rated", servicer=session.get("last_servicer"),
                              detail=str(score)))
 
@@ -251,6 +270,8 @@ class RoutingEngine:
                 if current != servicer:
                     continue
             if self._transfer(open_kfid, euid, servicer, session):
+                self.accounting.assigned(int(self.clock()), open_kfid, euid, scene, servicer,
+                                         str(session.get("session_id") or session.get("session_started")), rule)
                 why = "sticky" if servicer == sticky else policy.strategy
                 self.record(Decision(open_kfid, euid, scene, f"{rule} ({why})", "assigned", servicer=servicer))
                 return servicer
@@ -272,7 +293,7 @@ class RoutingEngine:
                 raise
         self.state.update_session(open_kfid, euid, {
             "state": HUMAN, "servicer": servicer, "last_servicer": servicer,
-            "last_served_at": int(self.clock()),
+            "last_served_at": int(self.clock()), "assigned_at": int(self.clock()),
         }, remove=("pool_key",))
         if session.get("pool_key"):
             self.state.pool_remove(open_kfid, str(session["pool_key"]))
@@ -321,12 +342,16 @@ class RoutingEngine:
             outcome = "ended"
             if closing and code and self.clock() - (item.send_time or self.clock()) <= self.settings.welcome_max_age:
                 outcome = "ended, closing " + self._send_on_event(code, decide.send_id(item.msgid, "closing"), closing)
+            self.accounting.ended(item.msgid, self._at(item), open_kfid, euid, scene, old)
             self.record(Decision(open_kfid, euid, scene, "session ended", outcome, servicer=old))
         elif change in (1, 2, 4) and new:  # picked from the pool, transferred, re-opened
             self.state.move_count(open_kfid, euid, str(counted) if counted else None, new)
             self.state.update_session(open_kfid, euid, {"state": HUMAN, "servicer": new, "last_servicer": new,
-                                                         "last_served_at": item.send_time or int(self.clock())},
+                                                         "last_served_at": self._at(item), "assigned_at": self._at(item)},
                                       remove=("pool_key",))
+            self.accounting.assigned(self._at(item), open_kfid, euid, scene, new,
+                                     str(session.get("session_id") or session.get("session_started")),
+                                     {1: "picked from pool", 2: "transferred", 4: "re-opened"}[change])
             if session.get("pool_key"):
                 self.state.pool_remove(open_kfid, str(session["pool_key"]))
             name = {1: "picked from pool", 2: "transferred", 4: "re-opened"}[change]

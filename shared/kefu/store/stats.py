@@ -11,17 +11,29 @@ from kefu.stats import Increment
 MARKER_TTL = 8 * 86400  # longer than any queue retention: a retry always finds its marker
 
 
-def _update(table: str, inc: Increment) -> dict[str, Any]:
-    names = {"#f": inc.field}
-    values: dict[str, Any] = {":n": inc.amount}
-    sets = []
-    for i, (key, value) in enumerate(inc.labels):
-        names[f"#l{i}"] = key
-        values[f":l{i}"] = value
-        sets.append(f"#l{i} = :l{i}")
-    expression = "ADD #f :n" + (" SET " + ", ".join(sets) if sets else "")
-    return {"TableName": table, "Key": {"pk": inc.pk, "sk": inc.sk}, "UpdateExpression": expression,
-            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
+def _updates(table: str, increments: list[Increment]) -> list[dict[str, Any]]:
+    """One UpdateItem per counter item, with every field it adds (a transaction may touch an
+    item once)."""
+    by_item: dict[tuple[str, str], list[Increment]] = {}
+    for inc in increments:
+        by_item.setdefault((inc.pk, inc.sk), []).append(inc)
+    updates = []
+    for (pk, sk), incs in by_item.items():
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {}
+        adds, sets = [], []
+        for i, inc in enumerate(incs):
+            names[f"#f{i}"] = inc.field
+            values[f":n{i}"] = inc.amount
+            adds.append(f"#f{i} :n{i}")
+        for j, (key, value) in enumerate(dict(l for inc in incs for l in inc.labels).items()):
+            names[f"#l{j}"] = key
+            values[f":l{j}"] = value
+            sets.append(f"#l{j} = :l{j}")
+        expression = "ADD " + ", ".join(adds) + (" SET " + ", ".join(sets) if sets else "")
+        updates.append({"TableName": table, "Key": {"pk": pk, "sk": sk}, "UpdateExpression": expression,
+                        "ExpressionAttributeNames": names, "ExpressionAttributeValues": values})
+    return updates
 
 
 class StatsStore:
@@ -31,8 +43,7 @@ class StatsStore:
     def add(self, increments: list[Increment]) -> None:
         """Count without a marker (for counts where each request is its own event)."""
         table = aws.table(self._name)
-        for inc in increments:
-            args = _update(self._name, inc)
+        for args in _updates(self._name, increments):
             args.pop("TableName")
             table.update_item(**args)
 
@@ -45,7 +56,7 @@ class StatsStore:
                           "Item": {"pk": f"counted#{event_id}", "sk": "c", "expires_at": int(time.time()) + MARKER_TTL},
                           "ConditionExpression": "attribute_not_exists(pk)"}}
         try:
-            client.transact_write_items(TransactItems=[marker, *({"Update": _update(self._name, i)} for i in increments)])
+            client.transact_write_items(TransactItems=[marker, *({"Update": u} for u in _updates(self._name, increments))])
             return True
         except client.exceptions.TransactionCanceledException as exc:
             reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]

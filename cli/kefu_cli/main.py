@@ -1,0 +1,192 @@
+"""The `kefu` command: argument parsing and dispatch. Each command lives in its own module and is
+imported only when it runs, so `kefu --help` stays quick."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from kefu_cli.target import STATE_ENV, CliError, Target, resolve_target
+
+HTTP_TIMEOUT = 15.0
+COMMON_DEFAULTS: dict[str, Any] = {"local": False, "stack": None, "region": None, "profile": None, "json": False}
+
+EPILOG = f"""\
+target: with --local, or when the local stack's state file (.kefu/local-stack.json, or ${STATE_ENV})
+exists and its process is alive, the local stack (`make dev`); otherwise the deployed stack named
+by --stack (default: stack_name in samconfig.toml), read with CloudFormation describe-stacks.
+Exit status: 0 success, 1 a check or an operation failed, 2 usage error.
+"""
+
+
+def _common() -> argparse.ArgumentParser:
+    """Options accepted before or after the command (SUPPRESS: a subcommand does not reset them)."""
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("target")
+    group.add_argument("--local", action="store_true", default=argparse.SUPPRESS,
+                       help="use the running local stack (its state file)")
+    group.add_argument("--stack", metavar="NAME", default=argparse.SUPPRESS,
+                       help="deployed stack name (default: samconfig.toml's stack_name)")
+    group.add_argument("--region", default=argparse.SUPPRESS,
+                       help="AWS region (default: samconfig.toml's region, else AWS_DEFAULT_REGION)")
+    group.add_argument("--profile", default=argparse.SUPPRESS, help="AWS named profile")
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
+                        help="print JSON instead of text")
+    return common
+
+
+def positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from kefu_cli.stats import parse_day
+
+    common = _common()
+    parser = argparse.ArgumentParser(
+        prog="kefu", parents=[common], epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Operator tools for a Kefu stack (WeCom 微信客服 on AWS), local or deployed.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    commands.add_parser("preflight", parents=[common], help="check WeCom credentials, accounts and the callback URL",
+                        description="Check the corp id, the secrets in SSM, gettoken, kf/account/list (which "
+                        "accounts this app may manage) and that the callback URL answers as Kefu. On 60020 "
+                        "names the IP WeCom saw and what to do.")
+
+    messages = commands.add_parser("messages", parents=[common], help="a customer's conversation, readable",
+                                   description="A customer's stored conversation, oldest first, times in local "
+                                   "time, media as presigned S3 URLs. Without --account: the corp's one kf account, "
+                                   "or the one account this customer wrote to.")
+    messages.add_argument("external_userid", metavar="EXTERNAL_USERID")
+    messages.add_argument("--account", metavar="OPEN_KFID", help="the kf account (open_kfid)")
+    messages.add_argument("--limit", type=positive, default=100, help="the latest N items (default 100)")
+    messages.add_argument("--expires", type=positive, default=3600, metavar="SECONDS",
+                          help="lifetime of the media URLs (default 3600)")
+
+    stats = commands.add_parser("stats", parents=[common], help="the scene funnel and servicer figures (GET /stats)",
+                                description="GET /stats as tables. Days are the stack's (its statistics timezone): "
+                                "without --from/--to, today; --from alone, that one day.")
+    stats.add_argument("--from", dest="day_from", type=parse_day, metavar="YYYY-MM-DD")
+    stats.add_argument("--to", dest="day_to", type=parse_day, metavar="YYYY-MM-DD")
+    stats.add_argument("--scene", help="only this scene")
+    stats.add_argument("--account", metavar="OPEN_KFID", help="only this account")
+
+    dlq = commands.add_parser("dlq", parents=[common], help="show or redrive dead letters",
+                              description="Show the dead letters of the sync and route queues; with --redrive, "
+                              "move them back to their source queue (same message group, deleted from the DLQ "
+                              "only after the send succeeded).")
+    dlq.add_argument("--redrive", action="store_true", help="move the dead letters back to their source queue")
+    dlq.add_argument("--queue", choices=["sync", "route", "all"], default="all")
+    dlq.add_argument("--limit", type=positive, default=20, help="dead letters shown per queue (default 20)")
+
+    link = commands.add_parser("link", parents=[common], help="a scene-tagged contact link (GET /links)",
+                               description="A contact URL tagged with SCENE (and --param); --qr writes its QR code.")
+    link.add_argument("scene", metavar="SCENE")
+    link.add_argument("--param", dest="scene_param", metavar="TEXT", help="scene_param (up to 128 bytes)")
+    link.add_argument("--account", help="open_kfid or alias (default: the stack's default account)")
+    link.add_argument("--qr", type=Path, metavar="FILE.png", help="write the QR code as PNG")
+    link.add_argument("--size", type=positive, help="QR width in pixels (default: the stack's LinkQrSize)")
+    return parser
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    args = build_parser().parse_args(argv)
+    for name, value in COMMON_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, value)
+    return args
+
+
+def _http() -> Any:
+    import httpx
+
+    return httpx.Client(timeout=HTTP_TIMEOUT)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def run(args: argparse.Namespace, target: Target) -> int:
+    if args.command == "preflight":
+        from kefu_cli import preflight
+
+        with _http() as http:
+            report = preflight.run(target, http)
+        _print_json(report.as_json()) if args.json else print(preflight.render(report))
+        return 0 if report.ok else 1
+
+    if args.command == "messages":
+        from kefu_cli import messages
+
+        open_kfid = args.account or messages.find_account(target, args.external_userid)
+        items, more = messages.fetch(target, open_kfid, args.external_userid, args.limit)
+        lines = messages.rows(items, messages.media_urls(target, items, args.expires))
+        if args.json:
+            _print_json({"open_kfid": open_kfid, "external_userid": args.external_userid, "items": lines, "more": more})
+        else:
+            print(messages.render(open_kfid, args.external_userid, lines, more))
+        return 0
+
+    if args.command == "stats":
+        from kefu_cli import stats
+
+        params = stats.query(args.day_from, args.day_to, args.scene, args.account)
+        with _http() as http:
+            data = stats.fetch(target, http, params)
+        _print_json(data) if args.json else print(stats.render(data))
+        return 0
+
+    if args.command == "dlq":
+        from kefu_cli import dlq
+
+        names = ["sync", "route"] if args.queue == "all" else [args.queue]
+        reports, ok = dlq.run(target, names, args.redrive, args.limit)
+        _print_json({"ok": ok, "queues": reports}) if args.json else print(dlq.render(reports))
+        return 0 if ok else 1
+
+    if args.command == "link":
+        from kefu_cli import link
+
+        with _http() as http:
+            answer = link.run(target, http, args.scene, args.scene_param, args.account, args.qr, args.size)
+        _print_json(answer) if args.json else print(link.render(answer))
+        return 0
+
+    raise CliError(f"unknown command {args.command}", exit_code=2)  # pragma: no cover - argparse refuses first
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        target = resolve_target(local=args.local, stack=args.stack, region=args.region, profile=args.profile)
+        return run(args, target)
+    except CliError as exc:
+        if args.json:
+            _print_json({"ok": False, "error": str(exc)})
+        print(f"kefu: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("kefu: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # AWS, HTTP and WeCom failures: one line, not a traceback
+        if type(exc).__module__.split(".")[0] not in ("botocore", "boto3", "httpx", "kefu"):
+            raise
+        if args.json:
+            _print_json({"ok": False, "error": f"{type(exc).__name__}: {exc}"})
+        print(f"kefu: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""`kefu stats`: GET /stats as tables - the scene funnel per day and account, and per servicer.
+
+Deployed, the route is protected with AWS_IAM: the request is signed with SigV4 (service
+execute-api) using the caller's AWS credentials. The local stack serves it without auth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+from typing import Any
+from urllib.parse import urlencode
+
+from kefu_cli.output import table
+from kefu_cli.target import CliError, Target
+
+FUNNEL = [("day", "day"), ("open_kfid", "account"), ("scene", "scene"), ("links_issued", "links"),
+          ("sessions_entered", "entered"), ("customers_wrote", "wrote"), ("sessions_assigned", "assigned"),
+          ("sessions_ended", "ended"), ("ratings", "ratings"), ("rating_avg", "avg rating")]
+SERVICERS = [("day", "day"), ("open_kfid", "account"), ("servicer", "servicer"),
+             ("sessions_assigned", "assigned"), ("messages", "messages"), ("first_responses", "first resp"),
+             ("first_response_avg_seconds", "avg first resp"), ("ratings", "ratings"), ("rating_avg", "avg rating")]
+KEYS = 3  # the leading columns that name a row; the rest are figures
+
+
+def parse_day(text: str) -> str:
+    """argparse type of --from/--to: a calendar day written YYYY-MM-DD."""
+    import argparse
+
+    try:
+        if len(text) == 10:
+            return date.fromisoformat(text).isoformat()
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"{text!r} is not a day as YYYY-MM-DD")
+
+
+def query(day_from: str | None, day_to: str | None, scene: str | None, account: str | None) -> dict[str, str]:
+    """The /stats query. Days left out are the route's to choose: no day = today, --from alone =
+    that day (in the stack's statistics timezone, which may not be this machine's)."""
+    if day_from and day_to and day_from > day_to:
+        raise CliError(f"--from {day_from} is after --to {day_to}", exit_code=2)
+    params = {"from": day_from, "to": day_to, "scene": scene, "account": account}
+    return {k: v for k, v in params.items() if v}
+
+
+def sigv4_headers(credentials: Any, region: str, method: str, url: str) -> dict[str, str]:
+    """Authorization and X-Amz-* headers of a SigV4-signed request to API Gateway."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    request = AWSRequest(method=method, url=url)
+    SigV4Auth(credentials, "execute-api", region).add_auth(request)
+    return {k: v for k, v in request.headers.items()}
+
+
+def fetch(target: Target, http: Any, params: Mapping[str, str]) -> dict[str, Any]:
+    url = target.url("/stats", "StatsUrl") + "?" + urlencode(params)
+    headers: dict[str, str] = {}
+    if not target.local:
+        credentials = target.session().get_credentials()
+        if credentials is None:
+            raise CliError("no AWS credentials to sign GET /stats with (it needs IAM authorization)")
+        headers = sigv4_headers(credentials.get_frozen_credentials(), target.region, "GET", url)
+    response = http.get(url, headers=headers)
+    if response.status_code != 200:
+        try:
+            body = response.json()
+            detail = body.get("message") or body.get("error") or body.get("Message") or response.text
+        except (ValueError, AttributeError):
+            detail = response.text[:200]
+        hint = ""
+        if response.status_code == 403 and not target.local:
+            hint = " (the caller needs execute-api:Invoke on the stack's HTTP API)"
+        elif response.status_code == 404:
+            hint = " (this stack has no /stats route: deploy the current template.yaml)"
+        raise CliError(f"GET /stats answered {response.status_code}: {detail}{hint}")
+    data = response.json()
+    if not isinstance(data, dict):
+        raise CliError("GET /stats did not answer a JSON object")
+    return data
+
+
+def _num(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def _weighted(rows: list[Mapping[str, Any]], value: str, weight: str) -> float | None:
+    total = sum(_num(r.get(weight)) for r in rows)
+    if not total:
+        return None
+    return sum(_num(r.get(value)) * _num(r.get(weight)) for r in rows if r.get(value) is not None) / total
+
+
+def duration(seconds: Any) -> str:
+    if not isinstance(seconds, int | float):
+        return "-"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole}s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def _cells(row: Mapping[str, Any], columns: list[tuple[str, str]]) -> list[Any]:
+    cells = []
+    for key, _ in columns:
+        value = row.get(key)
+        if key == "first_response_avg_seconds":
+            value = duration(value)
+        elif key == "rating_avg" and isinstance(value, int | float):
+            value = f"{value:.2f}"
+        elif key in ("scene", "servicer") and value == "" and not row.get("_total"):
+            value = "(none)"
+        cells.append(value)
+    return cells
+
+
+def _table(rows: list[Mapping[str, Any]], columns: list[tuple[str, str]], averages: dict[str, str]) -> str:
+    ordered = sorted(rows, key=lambda r: tuple(str(r.get(k) or "") for k, _ in columns[:KEYS]))
+    body = [_cells(r, columns) for r in ordered]
+    if len(ordered) > 1:
+        total: dict[str, Any] = {"_total": True, "day": "total", "open_kfid": "", columns[2][0]: ""}
+        for key, _ in columns[KEYS:]:
+            if key in averages:
+                total[key] = _weighted(ordered, key, averages[key])
+            else:
+                total[key] = int(sum(_num(r.get(key)) for r in ordered))
+        body.append(_cells(total, columns))
+    return table([label for _, label in columns], body, right=range(KEYS, len(columns)))
+
+
+def render(data: Mapping[str, Any]) -> str:
+    funnel = [r for r in data.get("funnel") or [] if isinstance(r, dict)]
+    servicers = [r for r in data.get("servicers") or [] if isinstance(r, dict)]
+    zone = f" ({data['timezone']})" if data.get("timezone") else ""
+    lines = [f"Kefu stats {data.get('from', '?')} .. {data.get('to', '?')}{zone}", "", "Scene funnel"]
+    lines.append(_table(funnel, FUNNEL, {"rating_avg": "ratings"}) if funnel else "(no figures in this range)")
+    lines += ["", "Servicers"]
+    lines.append(_table(servicers, SERVICERS, {"rating_avg": "ratings",
+                                               "first_response_avg_seconds": "first_responses"})
+                 if servicers else "(no figures in this range)")
+    return "\n".join(lines)

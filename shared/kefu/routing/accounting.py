@@ -1,0 +1,76 @@
+"""What the route function counts and announces as sessions move: the scene funnel, servicer
+figures (kefu.stats) and the outbound events (kefu.events). Each count is keyed by the event that
+caused it, so a retried queue record never counts twice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kefu import stats
+from kefu.events import Emit, no_events
+from kefu.store.stats import StatsStore
+
+
+class Accounting:
+    def __init__(self, store: StatsStore | None, timezone: str, emit: Emit = no_events) -> None:
+        self._store = store
+        self._timezone = timezone
+        self._emit = emit
+
+    def _count(self, event_id: str, increments: list[stats.Increment]) -> None:
+        if self._store is not None:
+            self._store.count_once(event_id, increments)
+
+    def _day(self, at: int) -> str:
+        return stats.day_of(at, self._timezone)
+
+    def entered(self, msgid: str, at: int, open_kfid: str, euid: str, scene: str | None, scene_param: str | None) -> None:
+        self._count(f"entered#{msgid}", [stats.funnel(self._day(at), open_kfid, scene, "sessions_entered")])
+        self._emit("session.entered", msgid, {"open_kfid": open_kfid, "external_userid": euid, "scene": scene,
+                                              "scene_param": scene_param, "send_time": at})
+
+    def received(self, msgid: str, at: int, open_kfid: str, euid: str, scene: str | None, msgtype: str | None,
+                 session: str, new_session: bool) -> None:
+        if new_session:
+            self._count(f"wrote#{open_kfid}#{euid}#{session}",
+                        [stats.funnel(self._day(at), open_kfid, scene, "customers_wrote")])
+        self._emit("message.received", msgid, {"open_kfid": open_kfid, "external_userid": euid, "scene": scene,
+                                               "msgtype": msgtype, "send_time": at})
+
+    def assigned(self, at: int, open_kfid: str, euid: str, scene: str | None, servicer: str, session: str,
+                 how: str) -> None:
+        day = self._day(at)
+        self._count(f"assigned#{open_kfid}#{euid}#{session}", [stats.funnel(day, open_kfid, scene, "sessions_assigned")])
+        self._count(f"assigned#{open_kfid}#{euid}#{session}#{servicer}",
+                    [stats.servicer(day, open_kfid, servicer, "sessions_assigned")])
+        self._emit("session.assigned", f"{open_kfid}#{euid}#{session}#{servicer}",
+                   {"open_kfid": open_kfid, "external_userid": euid, "scene": scene, "servicer": servicer,
+                    "how": how, "time": at})
+
+    def servicer_message(self, msgid: str, at: int, open_kfid: str, euid: str, servicer: str,
+                         session: dict[str, Any]) -> None:
+        day = self._day(at)
+        self._count(f"smsg#{msgid}", [stats.servicer(day, open_kfid, servicer, "messages")])
+        assigned_at = session.get("assigned_at")
+        marker = session.get("session_id") or session.get("session_started")
+        if assigned_at is not None and session.get("servicer") == servicer and at >= int(assigned_at):
+            self._count(f"frt#{open_kfid}#{euid}#{marker}#{servicer}", [
+                stats.servicer(day, open_kfid, servicer, "first_responses"),
+                stats.servicer(day, open_kfid, servicer, "first_response_seconds", at - int(assigned_at)),
+            ])
+
+    def ended(self, msgid: str, at: int, open_kfid: str, euid: str, scene: str | None, servicer: str | None) -> None:
+        self._count(f"ended#{msgid}", [stats.funnel(self._day(at), open_kfid, scene, "sessions_ended")])
+        self._emit("session.ended", msgid, {"open_kfid": open_kfid, "external_userid": euid, "scene": scene,
+                                            "servicer": servicer, "send_time": at})
+
+    def rated(self, msgid: str, at: int, open_kfid: str, euid: str, scene: str | None, servicer: str | None,
+              score: int) -> None:
+        day = self._day(at)
+        increments = [stats.funnel(day, open_kfid, scene, "ratings"), stats.funnel(day, open_kfid, scene, "rating_sum", score)]
+        if servicer:
+            increments += [stats.servicer(day, open_kfid, servicer, "ratings"),
+                           stats.servicer(day, open_kfid, servicer, "rating_sum", score)]
+        self._count(f"rating#{msgid}", increments)
+        self._emit("rating.given", msgid, {"open_kfid": open_kfid, "external_userid": euid, "scene": scene,
+                                           "servicer": servicer, "score": score, "send_time": at})

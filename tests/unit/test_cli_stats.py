@@ -1,0 +1,162 @@
+"""`kefu stats`: the /stats JSON rendered as tables, the query it sends, SigV4 signing for the
+deployed route, and the whole command against a tiny local HTTP server serving a canned answer."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from kefu_cli import stats
+from kefu_cli.main import main
+from kefu_cli.target import CliError
+
+CANNED: dict[str, Any] = {
+    "from": "2026-03-01", "to": "2026-03-02", "timezone": "Asia/Shanghai",
+    "funnel": [
+        {"day": "2026-03-02", "open_kfid": "wkSALES", "scene": "poster", "links_issued": 10, "sessions_entered": 6,
+         "customers_wrote": 4, "sessions_assigned": 3, "sessions_ended": 2, "ratings": 1, "rating_avg": 5.0},
+        {"day": "2026-03-01", "open_kfid": "wkSALES", "scene": "上海地铁", "links_issued": 5, "sessions_entered": 3,
+         "customers_wrote": 2, "sessions_assigned": 1, "sessions_ended": 1, "ratings": 3, "rating_avg": 3.0},
+        {"day": "2026-03-01", "open_kfid": "wkSALES", "scene": "", "links_issued": 0, "sessions_entered": 1,
+         "customers_wrote": 1, "sessions_assigned": 0, "sessions_ended": 0, "ratings": 0, "rating_avg": None},
+    ],
+    "servicers": [
+        {"day": "2026-03-01", "open_kfid": "wkSALES", "servicer": "alice", "sessions_assigned": 2, "messages": 9,
+         "first_responses": 2, "first_response_avg_seconds": 30.0, "ratings": 1, "rating_avg": 4.0},
+        {"day": "2026-03-02", "open_kfid": "wkSALES", "servicer": "bob", "sessions_assigned": 1, "messages": 3,
+         "first_responses": 1, "first_response_avg_seconds": 3725, "ratings": 0, "rating_avg": None},
+    ],
+}
+
+
+def test_funnel_table() -> None:
+    text = stats.render(CANNED)
+    lines = text.splitlines()
+    assert lines[0] == "Kefu stats 2026-03-01 .. 2026-03-02 (Asia/Shanghai)"
+    funnel = lines[lines.index("Scene funnel") + 1 : lines.index("Servicers") - 1]
+    assert funnel[0].split() == ["day", "account", "scene", "links", "entered", "wrote", "assigned", "ended",
+                                 "ratings", "avg", "rating"]
+    rows = [line.split() for line in funnel[2:]]
+    assert rows[0] == ["2026-03-01", "wkSALES", "(none)", "0", "1", "1", "0", "0", "0", "-"]  # sorted by day, scene
+    assert rows[1] == ["2026-03-01", "wkSALES", "上海地铁", "5", "3", "2", "1", "1", "3", "3.00"]
+    assert rows[2] == ["2026-03-02", "wkSALES", "poster", "10", "6", "4", "3", "2", "1", "5.00"]
+    # totals: sums, and the rating average weighted by the number of ratings ((5*1 + 3*3) / 4 = 3.5)
+    assert rows[3] == ["total", "15", "10", "7", "4", "3", "4", "3.50"]
+
+
+def test_servicer_table() -> None:
+    lines = stats.render(CANNED).splitlines()
+    servicers = lines[lines.index("Servicers") + 1 :]
+    assert [line.split() for line in servicers[2:]] == [
+        ["2026-03-01", "wkSALES", "alice", "2", "9", "2", "30s", "1", "4.00"],
+        ["2026-03-02", "wkSALES", "bob", "1", "3", "1", "1h", "02m", "0", "-"],
+        # first response weighted by first responses: (30 * 2 + 3725) / 3 = 1262 s
+        ["total", "3", "12", "3", "21m", "02s", "1", "4.00"],
+    ]
+
+
+def test_columns_line_up_with_wide_characters() -> None:
+    from kefu_cli.output import width
+
+    lines = stats.render(CANNED).splitlines()
+    funnel = lines[lines.index("Scene funnel") + 1 : lines.index("Servicers") - 1]
+    ends = {width(line) for line in funnel}
+    assert len(ends) == 1  # every row ends at the same column (numbers are right-aligned)
+
+
+def test_empty_answer() -> None:
+    text = stats.render({"from": "2026-03-01", "to": "2026-03-01", "funnel": [], "servicers": []})
+    assert text.count("(no figures in this range)") == 2
+
+
+@pytest.mark.parametrize(("seconds", "text"), [(None, "-"), (0, "0s"), (59.4, "59s"), (60, "1m 00s"),
+                                               (3599, "59m 59s"), (3600, "1h 00m"), (90061, "25h 01m")])
+def test_duration(seconds: Any, text: str) -> None:
+    assert stats.duration(seconds) == text
+
+
+def test_query_leaves_missing_days_to_the_route() -> None:
+    assert stats.query(None, None, None, None) == {}  # the route's today, in the stack's timezone
+    assert stats.query("2026-01-03", None, "home", "sales") == {"from": "2026-01-03", "scene": "home",
+                                                                 "account": "sales"}
+    assert stats.query("2026-01-01", "2026-01-03", None, None) == {"from": "2026-01-01", "to": "2026-01-03"}
+    with pytest.raises(CliError, match="after") as error:
+        stats.query("2026-03-05", "2026-03-01", None, None)
+    assert error.value.exit_code == 2
+
+
+def test_sigv4_signs_for_execute_api() -> None:
+    from botocore.credentials import ReadOnlyCredentials
+
+    headers = stats.sigv4_headers(ReadOnlyCredentials("AKIDEXAMPLE", "secret", "session-token"), "ap-east-1", "GET",
+                                  "https://abc.execute-api.ap-east-1.amazonaws.com/stats?from=2026-03-01&to=2026-03-02")
+    auth = headers["Authorization"]
+    assert auth.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
+    assert "/ap-east-1/execute-api/aws4_request" in auth and "SignedHeaders=" in auth and "Signature=" in auth
+    assert headers["X-Amz-Security-Token"] == "session-token" and "X-Amz-Date" in headers
+
+
+# -- the whole command against a canned /stats -------------------------------------------------
+
+class Canned(BaseHTTPRequestHandler):
+    requests: list[tuple[str, dict[str, Any]]] = []
+    status = 200
+    answer: Any = CANNED
+
+    def do_GET(self) -> None:  # noqa: N802
+        parts = urlsplit(self.path)
+        Canned.requests.append((parts.path, {**parse_qs(parts.query), "_headers": dict(self.headers)}))
+        body = json.dumps(Canned.answer, ensure_ascii=False).encode()
+        self.send_response(Canned.status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def canned_stack(tmp_path: Path, monkeypatch):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Canned)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps({"url": f"http://127.0.0.1:{server.server_address[1]}", "resources": {},
+                                 "region": "us-east-1", "pid": os.getpid()}))
+    monkeypatch.setenv("KEFU_STATE_FILE", str(state))
+    Canned.requests, Canned.status, Canned.answer = [], 200, CANNED
+    yield
+    server.shutdown()
+    server.server_close()
+
+
+def test_stats_command_prints_the_tables(canned_stack, capsys) -> None:
+    code = main(["stats", "--from", "2026-03-01", "--to", "2026-03-02", "--scene", "poster", "--account", "sales"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.startswith("Kefu stats 2026-03-01 .. 2026-03-02")
+    assert "上海地铁" in out and "alice" in out
+    path, query = Canned.requests[0]
+    assert path == "/stats"
+    assert {k: v for k, v in query.items() if k != "_headers"} == {
+        "from": ["2026-03-01"], "to": ["2026-03-02"], "scene": ["poster"], "account": ["sales"]}
+    assert "Authorization" not in query["_headers"]  # the local stack serves /stats without auth
+
+
+def test_stats_command_json(canned_stack, capsys) -> None:
+    assert main(["--local", "stats", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == CANNED
+
+
+def test_stats_command_reports_an_error_answer(canned_stack, capsys) -> None:
+    Canned.status, Canned.answer = 400, {"error": "invalid_range", "message": "from must not be after to"}
+    assert main(["stats"]) == 1
+    assert "GET /stats answered 400: from must not be after to" in capsys.readouterr().err
