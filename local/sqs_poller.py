@@ -79,6 +79,8 @@ class QueuePoller:
             threading.Thread(target=self._run, name=f"poller-{source.function}-{i}", daemon=True) for i in range(workers)
         ]
         self.invocations = 0
+        self._groups_free = threading.Condition()
+        self._groups_in_flight: set[str | None] = set()
 
     def start(self) -> None:
         for thread in self._threads:
@@ -118,7 +120,28 @@ class QueuePoller:
                     time.sleep(0.5)
                 continue
             if messages:
-                self._deliver(messages)
+                self._claim_groups(messages)
+                try:
+                    self._deliver(messages)
+                finally:
+                    self._release_groups(messages)
+
+    def _claim_groups(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """FIFO: one batch per message group at a time. The emulator's long poll can hand a
+        group's next messages to a second poller while the first still works on that group (real
+        SQS never does); the second then waits for the group instead of running out of order.
+        (Handing them back would raise their receive count towards the dead-letter queue.)"""
+        groups = {m.get("Attributes", {}).get("MessageGroupId") for m in messages} - {None}
+        with self._groups_free:
+            while groups & self._groups_in_flight and not self._stop.is_set():
+                self._groups_free.wait(timeout=0.5)
+            self._groups_in_flight |= groups
+        return messages
+
+    def _release_groups(self, messages: list[dict[str, Any]]) -> None:
+        with self._groups_free:
+            self._groups_in_flight -= {m.get("Attributes", {}).get("MessageGroupId") for m in messages}
+            self._groups_free.notify_all()
 
     def _deliver(self, messages: list[dict[str, Any]]) -> None:
         records = [to_record(m, self.source.queue_arn, self._region) for m in messages]

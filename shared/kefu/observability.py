@@ -44,8 +44,8 @@ def wecom_error_counter(service: str) -> Any:
         from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
         count(service, "WeComErrors", errcode=exc.metric_code)
-        with single_metric(name="WeComErrorsTotal", unit=MetricUnit.Count, value=1, namespace=metrics(service).namespace,
-                           default_dimensions={"service": service}):
+        # No dimension: one metric across functions, so one plain alarm can watch it.
+        with single_metric(name="WeComErrorsTotal", unit=MetricUnit.Count, value=1, namespace=metrics(service).namespace):
             pass
 
     return record
