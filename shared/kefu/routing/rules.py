@@ -214,6 +214,8 @@ def parse_rules(text: str, source: str = "rules") -> Rules:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
         raise RulesError(f"{source}: not valid YAML: {exc}") from None
+    except RulesError as exc:  # a duplicate key, found while loading: name the file as every error does
+        raise RulesError(f"{source} {exc}") from None
     data = data or {}
     lines: dict[tuple[Any, ...], int] = {}
     if node is not None:
