@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
-import os
 import socket
 import statistics
 import sys
@@ -31,51 +29,6 @@ def bench(name: str, value: float, unit: str, note: str = "") -> None:
     print(f"BENCH {name}={text} {unit}" + (f" # {note}" if note else ""), flush=True)
 
 
-def start_stack_script(script: Path, env_overrides: dict[str, str]) -> Any:
-    """Like tests/integration/harness.start_stack, for a script wrapping the local stack (the
-    metered stack of the cost model). Returns the harness's StackProcess."""
-    import queue
-    import subprocess
-    import threading
-    import time
-
-    from tests.integration.harness import READY_PREFIX, RESOURCES_PREFIX, START_TIMEOUT, StackProcess
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("WECOM_", "KEFU_"))}
-    env.update({"PYTHONPATH": f"{ROOT / 'shared'}{os.pathsep}{ROOT}", "PYTHONUNBUFFERED": "1",
-                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "PORT": "0"})
-    env.update(env_overrides)
-    process = subprocess.Popen([sys.executable, str(script)], cwd=ROOT, env=env, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1)
-    lines: list[str] = []
-    ready: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            line = line.rstrip("\n")
-            lines.append(line)
-            if line.startswith((READY_PREFIX, RESOURCES_PREFIX)):
-                ready.put(line)
-        ready.put("")
-
-    threading.Thread(target=pump, daemon=True).start()
-    resources: dict[str, Any] = {}
-    deadline = time.monotonic() + START_TIMEOUT
-    while True:
-        try:
-            line = ready.get(timeout=max(0.1, deadline - time.monotonic()))
-        except queue.Empty:
-            process.kill()
-            raise RuntimeError("stack did not become ready:\n" + "\n".join(lines)) from None
-        if not line:
-            raise RuntimeError("stack exited:\n" + "\n".join(lines))
-        if line.startswith(RESOURCES_PREFIX):
-            resources = json.loads(line[len(RESOURCES_PREFIX):])
-        else:
-            return StackProcess(process, line[len(READY_PREFIX):].strip(), resources, lines)
-
-
 @contextlib.contextmanager
 def local_stack(extra_env: dict[str, str] | None = None, script: Path | None = None) -> Iterator[tuple[Any, Any, str]]:
     """Yield (stack process, simulator, aws endpoint) for one benchmark run.
@@ -95,7 +48,7 @@ def local_stack(extra_env: dict[str, str] | None = None, script: Path | None = N
     endpoint = f"http://127.0.0.1:{port}"
     sim = WeComSimulator()
     sim.start()
-    launch = start_stack if script is None else (lambda env: start_stack_script(script, env))
+    launch = start_stack if script is None else (lambda env: start_stack(env, [sys.executable, str(script)]))
     stack = launch({
         "AWS_ENDPOINT_URL": endpoint, "WECOM_API_BASE": sim.base_url, "WECOM_CORP_ID": sim.corp_id,
         "WECOM_CORP_SECRET": sim.corp_secret, "WECOM_TOKEN": sim.token,

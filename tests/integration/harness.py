@@ -46,13 +46,14 @@ class StackProcess:
         return int(self.process.returncode)
 
 
-def start_stack(env_overrides: dict[str, str]) -> StackProcess:
+def start_stack(env_overrides: dict[str, str], command: list[str] | None = None) -> StackProcess:
+    """Run the local stack (or ``command``, a script wrapping it) and wait for its ready line."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WECOM_", "KEFU_"))}
     env.update({"PYTHONPATH": f"{ROOT / 'shared'}{os.pathsep}{ROOT}", "PYTHONUNBUFFERED": "1",
                 "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "PORT": "0"})
     env.update(env_overrides)
     process = subprocess.Popen(
-        [sys.executable, "-m", "local.stack"], cwd=ROOT, env=env, text=True,
+        command or [sys.executable, "-m", "local.stack"], cwd=ROOT, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1,
     )
     lines: list[str] = []
