@@ -98,10 +98,7 @@ class Fixture:
     """The AWS emulator, the simulator and the provisioned template, shared by every child."""
 
     def __init__(self, workdir: Path) -> None:
-        import logging
-
         import boto3
-        from moto.server import ThreadedMotoServer
 
         from kefu.secrets import CALLBACK_TOKEN, CORP_SECRET, ENCODING_AES_KEY, parameter_names
         from local.functions import load_functions
@@ -109,10 +106,10 @@ class Fixture:
         from local.template import Template
         from local.wecom_sim import WeComSimulator
 
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        from local.emulator import start_moto
+
         self.workdir = workdir
-        self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
-        self.moto.start()
+        self.moto = start_moto("127.0.0.1", free_port())
         host, port = self.moto.get_host_and_port()
         self.endpoint = f"http://{host}:{port}"
         for key, value in {"AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": REGION,

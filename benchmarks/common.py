@@ -34,17 +34,12 @@ def local_stack(extra_env: dict[str, str] | None = None, script: Path | None = N
     """Yield (stack process, simulator, aws endpoint) for one benchmark run.
 
     ``script``: run that wrapper of the local stack instead of ``python -m local.stack``."""
-    import logging
-
-    from moto.server import ThreadedMotoServer
-
+    from local.emulator import start_moto
     from local.wecom_sim import WeComSimulator
     from tests.integration.harness import start_stack
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     port = free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    moto.start()
+    moto = start_moto("127.0.0.1", port)
     endpoint = f"http://127.0.0.1:{port}"
     sim = WeComSimulator()
     sim.start()

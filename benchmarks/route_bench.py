@@ -69,6 +69,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rules = Path(tmp) / "routing.yaml"
         rules.write_text(RULES, encoding="utf-8")
+        # moto runs in this process: make its transactions atomic and its FIFO receives honour
+        # groups in flight, as AWS does (see the route tests), so that no emulator error or retry
+        # lands in the figures.
         with local_stack({"KEFU_ROUTING_CONFIG": str(rules)}) as (stack, sim, endpoint):
             run(stack, sim, endpoint, args.customers)
 

@@ -75,15 +75,10 @@ class LocalStack:
     def _start_emulator(self) -> None:
         self.aws_endpoint = self.env.get("AWS_ENDPOINT_URL", "")
         if not self.aws_endpoint:
-            import logging
-
-            from moto.server import ThreadedMotoServer
-
-            logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log per emulator call
+            from local.emulator import start_moto
 
             port = free_port()
-            server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
-            server.start()
+            server = start_moto(HOST, port)
             self._closers.append(server.stop)
             self.aws_endpoint = f"http://{HOST}:{port}"
             log(f"kefu local stack: AWS emulator (moto server) at {self.aws_endpoint}")

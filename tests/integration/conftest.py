@@ -4,7 +4,6 @@ import socket
 import uuid
 from collections.abc import Iterator
 
-import logging
 
 import boto3
 import pytest
@@ -18,16 +17,12 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-logging.getLogger("werkzeug").setLevel(logging.ERROR)  # the emulator's access log
-
-
 @pytest.fixture(scope="session")
 def aws_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
+    from local.emulator import start_moto
 
     port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    server = start_moto("127.0.0.1", port)
     yield f"http://127.0.0.1:{port}"
     server.stop()
 

@@ -54,53 +54,7 @@ def kfid(name: str) -> str:
 # -- fixtures ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def faithful_emulator() -> Iterator[None]:
-    """Give the session's moto server (it runs in this process) two guarantees AWS gives and
-    moto 5 does not under concurrent requests, which this module makes many of:
-
-    - DynamoDB: a transaction is atomic. moto snapshots the whole table before a transaction and
-      restores the snapshot when one condition fails, undoing other clients' writes made
-      meanwhile (a load count, a cursor); requests are serialised here, each still separate.
-    - SQS FIFO: no message of a group is received while an earlier one of that group is in
-      flight. moto decides which groups are busy once per receive call, so a long-polling
-      receiver takes a later message of a group another receiver got meanwhile; here a receive
-      looks at the queue afresh each time it wakes, one receiver of a queue at a time.
-    """
-    from moto.dynamodb.responses import DynamoHandler
-    from moto.sqs.models import SQSBackend
-
-    table_lock = threading.RLock()
-    queue_locks: dict[str, threading.Lock] = {}
-    call_action, receive_message = DynamoHandler.call_action, SQSBackend.receive_message
-
-    def atomic_call_action(self: Any) -> Any:
-        with table_lock:
-            return call_action(self)
-
-    def fresh_receive(self: Any, queue_name: str, count: int, wait_seconds_timeout: int, *args: Any) -> Any:
-        lock = queue_locks.setdefault(queue_name, threading.Lock())
-        queue = self.get_queue(queue_name)
-        deadline = time.monotonic() + (wait_seconds_timeout or 0)
-        while True:
-            with lock:
-                got = receive_message(self, queue_name, count, 0, *args)
-            left = deadline - time.monotonic()
-            if got or left <= 0:
-                return got
-            with queue._messages_lock:  # woken by the next message sent to the queue
-                queue._messages_lock.wait(timeout=min(left, 0.05))
-
-    DynamoHandler.call_action = atomic_call_action  # type: ignore[method-assign]
-    SQSBackend.receive_message = fresh_receive  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        DynamoHandler.call_action = call_action  # type: ignore[method-assign]
-        SQSBackend.receive_message = receive_message  # type: ignore[method-assign]
-
-
-@pytest.fixture(scope="module")
-def stack(faithful_emulator, aws_endpoint: str, simulator) -> Iterator[StackProcess]:
+def stack(aws_endpoint: str, simulator) -> Iterator[StackProcess]:
     """conftest's stack, with this module's settings winning over the shared defaults."""
     proc = start_stack({
         "AWS_ENDPOINT_URL": aws_endpoint,
@@ -372,7 +326,8 @@ def test_bot_keyword_reply_keeps_the_session_with_the_bot(env: Env) -> None:
     # A hand-off keyword (any case) takes it from the bot to a human.
     env.sim.customer_says(k, euid, "I want a Human please")
     assert env.assigned(k, euid) in SERVICERS
-    assert len(env.transfers(k, euid, HUMAN)) == 1
+    # the simulator records a call just after applying it: wait for the record, not only the effect
+    wait_for(lambda: len(env.transfers(k, euid, HUMAN)) == 1, message="one transfer to a human")
     assert len(env.sends(k, euid)) == 1
 
 
@@ -451,7 +406,8 @@ def test_closing_menu_after_the_session_ends_and_a_click_is_stored_as_the_rating
     assert item["rating"] == {"N": "5"}
     assert item["rating_item"] == {"S": "rate_good"}
     # The click is a rating, not a new conversation: nobody is assigned and nothing is sent.
-    assert len(env.transfers(k, euid, HUMAN)) == 1
+    # the simulator records a call just after applying it: wait for the record, not only the effect
+    wait_for(lambda: len(env.transfers(k, euid, HUMAN)) == 1, message="one transfer to a human")
     assert len(env.sends(k, euid)) == 1
 
 
