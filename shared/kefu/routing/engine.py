@@ -250,16 +250,25 @@ class RoutingEngine:
         if counted and int(session.get("state", -1)) == HUMAN:
             return counted  # a retried record: already assigned
         roster = self.roster(open_kfid)
-        if counted and not roster.get(counted):
-            # A reservation left by an attempt that died before its transfer, for a servicer
-            # who is no longer on duty: give the capacity back before choosing again.
+        if counted and roster.get(counted):
+            # A reservation left by an attempt that died before its transfer: the capacity is
+            # already held for this servicer, so finish that transfer (the servicer may look full
+            # now precisely because of this reservation).
+            if self._transfer(open_kfid, euid, counted, session):
+                self.accounting.assigned(int(self.clock()), open_kfid, euid, scene, counted,
+                                         str(session.get("session_id") or session.get("session_started")), rule)
+                self.record(Decision(open_kfid, euid, scene, f"{rule} (reserved)", "assigned", servicer=counted))
+                return counted
+            counted = None  # WeCom refused that servicer; _transfer gave the capacity back
+        elif counted:
+            # ...for a servicer who is no longer on duty: give the capacity back, choose again.
             self.state.move_count(open_kfid, euid, counted, None)
             counted = None
         loads = self.state.loads(open_kfid)
         eligible = decide.eligible_servicers(policy, roster, loads)
         if not eligible:
             return None
-        sticky = counted or decide.sticky_servicer(session, policy, self.clock())
+        sticky = decide.sticky_servicer(session, policy, self.clock())
         rotation = self.state.next_rotation(open_kfid) if len(eligible) > 1 else 0
         for servicer in decide.order_candidates(eligible, loads, policy.strategy, rotation, sticky):
             held = self.state.reserve(open_kfid, euid, servicer, policy.max_active_per_servicer)

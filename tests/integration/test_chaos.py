@@ -1,0 +1,210 @@
+"""A chaos run of the whole local stack: WeCom faults on every endpoint, the stack's process killed
+at random moments (functions die between their steps, in-flight queue records come back after
+their visibility timeout), callbacks repeated, and many customers at once. At the end, with the
+faults lifted and the backlog settled, the invariants must hold:
+
+- every item WeCom holds is stored exactly once, and the stored cursor is the last one WeCom gave;
+- no servicer ever held more sessions than the limit, and the stored loads match WeCom's sessions;
+- no send or transfer was done twice, and WeCom never refused a send or transfer for state,
+  budget or servicer (95018, 95001, 95014);
+- the dead-letter queues are empty.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.harness import StackProcess, start_stack, wait_for
+
+pytestmark = pytest.mark.integration
+RULES = Path(__file__).with_name("chaos_rules.yaml")
+SEED = 20261125
+MAX_ACTIVE = 3
+ENDPOINTS = ["kf/sync_msg", "kf/service_state/get", "kf/service_state/trans", "kf/send_msg",
+             "kf/send_msg_on_event", "kf/servicer/list", "kf/customer/batchget", "media/get", "gettoken"]
+BUSY = ["kf/sync_msg", "kf/service_state/get", "kf/service_state/trans", "kf/send_msg"]  # called most
+FAULTS = [{"errcode": -1}, {"errcode": 45009}, {"http_status": 502}, {"delay": 0.3}]
+
+
+class Chaos:
+    """The stack, restarted after each kill with the same resources, emulator and simulator."""
+
+    def __init__(self, env: dict[str, str], simulator) -> None:
+        self.env = env
+        self.sim = simulator
+        self.proc: StackProcess | None = None
+        self.kills = 0
+        self.outputs: list[str] = []
+
+    def start(self) -> None:
+        self.proc = start_stack(self.env)
+        self.sim.set_callback_url(f"{self.proc.url}/callback")
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.process.kill()  # no clean shutdown: whatever ran stops between two steps
+        self.proc.process.wait()
+        self.outputs.append(self.proc.output())
+        self.kills += 1
+        self.start()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.outputs.append(self.proc.output())
+            self.proc.stop()
+
+
+@pytest.fixture(scope="module")
+def chaos(aws_endpoint: str, simulator) -> Iterator[Chaos]:
+    env = {
+        "AWS_ENDPOINT_URL": aws_endpoint, "WECOM_API_BASE": simulator.base_url,
+        "WECOM_CORP_ID": simulator.corp_id, "WECOM_CORP_SECRET": simulator.corp_secret,
+        "WECOM_TOKEN": simulator.token, "WECOM_ENCODING_AES_KEY": simulator.encoding_aes_key,
+        "KEFU_STACK_NAME": f"kefu-c{uuid.uuid4().hex[:8]}", "KEFU_ROUTING_CONFIG": str(RULES),
+        "KEFU_LOCAL_WORKERS": "6", "KEFU_LOCAL_VISIBILITY_TIMEOUT": "3",
+    }
+    run = Chaos(env, simulator)
+    run.start()
+    yield run
+    run.stop()
+
+
+def test_invariants_hold_through_faults_kills_and_repeats(chaos: Chaos, simulator, clients) -> None:
+    rng = random.Random(SEED)
+    sim = simulator
+    accounts = [sim.add_account(open_kfid=("wkCHAOS" + str(i)).ljust(32, "0"), name=f"chaos{i}") for i in range(2)]
+    for k in accounts:
+        for userid in ("alice", "bob"):
+            sim.add_servicer(k, userid)
+        sim.customer_enter(k)  # each account's first pull (a replay) before the chaos starts
+    wait_for(lambda: all(any(c["open_kfid"] == k and c.get("errcode") == 0 for c in sim.sync_calls) for k in accounts),
+             timeout=30, message="first pulls")
+
+    stop = threading.Event()
+
+    def faults() -> None:
+        while not stop.is_set():
+            sim.inject_fault(rng.choice(BUSY if rng.random() < 0.6 else ENDPOINTS), times=rng.randint(1, 2),
+                             **rng.choice(FAULTS))
+            time.sleep(rng.uniform(0.05, 0.3))
+
+    injector = threading.Thread(target=faults, daemon=True)
+    injector.start()
+    customers: list[tuple[str, str]] = []
+    try:
+        for round_no in range(6):
+            for _ in range(5):
+                k = rng.choice(accounts)
+                euid, _ = sim.customer_enter(k, scene=rng.choice(["ad", "poster", ""]))
+                customers.append((k, euid))
+            for k, euid in rng.sample(customers, min(8, len(customers))):
+                if rng.random() < 0.3:
+                    sim.customer_sends_media(k, euid, "image")
+                else:
+                    sim.customer_says(k, euid, rng.choice(["你好", "价格", "转人工", "hello"]))
+            for k in accounts:
+                sim.fire_callback(k, repeat=rng.randint(1, 3))
+            time.sleep(rng.uniform(0.2, 1.0))
+            chaos.kill()
+            if round_no % 2 == 1:  # servicers end some sessions, freeing room for the pool
+                for k, euid in customers:
+                    session = sim.session(k, euid)
+                    if session["service_state"] == 3 and rng.random() < 0.5:
+                        sim.end_session(k, euid, session["servicer_userid"])
+    finally:
+        stop.set()
+        injector.join()
+        sim.clear_faults()
+
+    # Settle: WeCom's next callbacks bring whatever a dead stack missed.
+    def settled() -> bool:
+        for k in accounts:
+            sim.fire_callback(k)
+        return all(stored_count(clients, chaos, k) == len(sim.messages(k)) for k in accounts) and queues_empty(clients, chaos)
+
+    wait_for(settled, timeout=90, interval=2.0, message="everything stored and every queue drained")
+    # The chaos really happened: kills, faults answered on many endpoints, sessions of every kind.
+    assert chaos.kills == 6
+    faulted = Counter(c["path"] for c in sim.calls if c.get("errcode") in (-1, 45009) or c.get("http_status") == 502)
+    assert sum(faulted.values()) >= 3 and len(faulted) >= 2, faulted
+    states = Counter(sim.session(k, e)["service_state"] for k, e in customers)
+    assert states[3] and (states[2] or states[4]), states
+
+    # Every item stored exactly once (the key is the msgid, so: exactly the items WeCom holds).
+    for k in accounts:
+        stored = stored_msgids(clients, chaos, k)
+        assert sorted(stored) == sorted(m["msgid"] for m in sim.messages(k))
+    # The cursor is where WeCom's last successful pull left it: never rewound.
+    for k in accounts:
+        pulls = [c for c in sim.sync_calls if c["open_kfid"] == k and c.get("errcode") == 0]
+        cursor = clients.dynamodb.get_item(TableName=chaos.proc.resources["StateTable"],
+                                           Key={"pk": {"S": f"cursor#{k}"}, "sk": {"S": "cursor"}})["Item"]["cursor"]["S"]
+        assert cursor == pulls[-1]["next_cursor"]
+    # Capacity: never over the limit, and the stored loads agree with WeCom's sessions.
+    for k in accounts:
+        held = Counter(sim.session(k, e)["servicer_userid"] for kk, e in customers
+                       if kk == k and sim.session(k, e)["service_state"] == 3)
+        assert all(n <= MAX_ACTIVE for n in held.values()), held
+        loads = clients.dynamodb.query(TableName=chaos.proc.resources["StateTable"], ConsistentRead=True,
+                                       KeyConditionExpression="pk = :p",
+                                       ExpressionAttributeValues={":p": {"S": f"rload#{k}"}})["Items"]
+        assert {i["sk"]["S"]: int(i["active"]["N"]) for i in loads if int(i["active"]["N"])} == dict(held)
+    # No send or transfer twice; no refusal for state, budget or servicer.
+    sends = Counter(s["msgid"] for s in sim.sent_messages())
+    assert all(n == 1 for n in sends.values())
+    refused = [c for c in sim.calls if c.get("errcode") in (95018, 95001, 95014)]
+    assert refused == []
+    to_human = Counter((c["body"]["open_kfid"], c["body"]["external_userid"], c["body"].get("servicer_userid"))
+                       for c in sim.calls_to("kf/service_state/trans")
+                       if c.get("errcode") == 0 and c["body"].get("service_state") == 3)
+    assert all(n == 1 for n in to_human.values()) or _reassignments_explained(to_human, sim)
+    # Dead letters: none.
+    for dlq in ("SyncDeadLetterQueue", "RouteDeadLetterQueue"):
+        attrs = clients.sqs.get_queue_attributes(QueueUrl=chaos.proc.resources[dlq],
+                                                 AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+        assert attrs["ApproximateNumberOfMessages"] == "0", dlq
+
+
+def _reassignments_explained(to_human: Counter, sim) -> bool:
+    """A customer may be transferred to the same servicer twice only in two different sessions
+    (an ended session and a later one)."""
+    for (k, euid, _servicer), n in to_human.items():
+        ends = [c for c in sim.messages(k) if c.get("event", {}).get("external_userid") == euid
+                and c.get("event", {}).get("change_type") == 3]
+        if n > len(ends) + 1:
+            return False
+    return True
+
+
+def stored_msgids(clients, chaos: Chaos, open_kfid: str) -> list[str]:
+    msgids: list[str] = []
+    args = {"TableName": chaos.proc.resources["MessagesTable"], "IndexName": "account",
+            "KeyConditionExpression": "open_kfid = :o", "ExpressionAttributeValues": {":o": {"S": open_kfid}}}
+    while True:
+        page = clients.dynamodb.query(**args)
+        msgids += [i["msgid"]["S"] for i in page["Items"]]
+        if "LastEvaluatedKey" not in page:
+            return msgids
+        args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def stored_count(clients, chaos: Chaos, open_kfid: str) -> int:
+    return len(stored_msgids(clients, chaos, open_kfid))
+
+
+def queues_empty(clients, chaos: Chaos) -> bool:
+    for name in ("SyncQueue", "RouteQueue"):
+        attrs = clients.sqs.get_queue_attributes(
+            QueueUrl=chaos.proc.resources[name],
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        if any(int(v) for v in attrs.values()):
+            return False
+    return True
