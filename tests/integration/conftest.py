@@ -58,7 +58,6 @@ def stack(request, aws_endpoint: str, simulator) -> Iterator[StackProcess]:
     """One local stack per test module, with its own resource names; a module may set
     STACK_ENV (extra environment for the stack) to run it in another configuration."""
     proc = start_stack({
-        **getattr(request.module, "STACK_ENV", {}),
         "AWS_ENDPOINT_URL": aws_endpoint,
         "WECOM_API_BASE": simulator.base_url,
         "WECOM_CORP_ID": simulator.corp_id,
@@ -67,6 +66,7 @@ def stack(request, aws_endpoint: str, simulator) -> Iterator[StackProcess]:
         "WECOM_ENCODING_AES_KEY": simulator.encoding_aes_key,
         "KEFU_STACK_NAME": f"kefu-t{uuid.uuid4().hex[:8]}",
         "KEFU_LOCAL_VISIBILITY_TIMEOUT": "2",
+        **getattr(request.module, "STACK_ENV", {}),  # the module's settings win
     })
     simulator.set_callback_url(f"{proc.url}/callback")
     yield proc

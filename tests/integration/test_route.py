@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import StackProcess, start_stack, wait_for
+from tests.integration.harness import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -52,24 +51,6 @@ def kfid(name: str) -> str:
 
 
 # -- fixtures ---------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def stack(aws_endpoint: str, simulator) -> Iterator[StackProcess]:
-    """conftest's stack, with this module's settings winning over the shared defaults."""
-    proc = start_stack({
-        "AWS_ENDPOINT_URL": aws_endpoint,
-        "WECOM_API_BASE": simulator.base_url,
-        "WECOM_CORP_ID": simulator.corp_id,
-        "WECOM_CORP_SECRET": simulator.corp_secret,
-        "WECOM_TOKEN": simulator.token,
-        "WECOM_ENCODING_AES_KEY": simulator.encoding_aes_key,
-        "KEFU_STACK_NAME": f"kefu-t{uuid.uuid4().hex[:8]}",
-        **STACK_ENV,
-    })
-    simulator.set_callback_url(f"{proc.url}/callback")
-    yield proc
-    proc.stop()
-
 
 @pytest.fixture(scope="module")
 def env(stack, simulator, clients) -> Iterator[Env]:
