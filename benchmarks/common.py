@@ -70,3 +70,18 @@ def percentile(values: list[float], pct: float) -> float:
 def summary(values: list[float], unit: str = "ms") -> str:
     return (f"n={len(values)} p50={percentile(values, 50):.1f}{unit} p99={percentile(values, 99):.1f}{unit} "
             f"mean={statistics.fmean(values):.1f}{unit}")
+
+
+def stored_count(ddb: Any, table: str, open_kfid: str) -> int:
+    """How many items the MessagesTable holds for an account (paging through the account index)."""
+    total, start = 0, None
+    while True:
+        args = {"TableName": table, "IndexName": "account", "Select": "COUNT", "KeyConditionExpression": "open_kfid = :o",
+                "ExpressionAttributeValues": {":o": {"S": open_kfid}}}
+        if start:
+            args["ExclusiveStartKey"] = start
+        page = ddb.query(**args)
+        total += int(page["Count"])
+        start = page.get("LastEvaluatedKey")
+        if not start:
+            return total

@@ -59,7 +59,7 @@ import httpx  # noqa: E402
 import yaml  # noqa: E402
 from botocore.config import Config  # noqa: E402
 
-from common import ROOT, bench, local_stack  # noqa: E402, I001 - benchmarks/ is run as a script
+from common import ROOT, bench, local_stack, stored_count  # noqa: E402, I001 - benchmarks/ is run as a script
 
 DRIVER = "kefu-bench-driver"
 SCENES = ("spring_sale", "poster_qr", "mini_program", "wechat_ads")
@@ -77,20 +77,6 @@ def driver_clients(endpoint: str) -> tuple[Any, Any]:
     kw = {"endpoint_url": endpoint, "region_name": "us-east-1", "aws_access_key_id": "testing",
           "aws_secret_access_key": "testing", "config": config}
     return boto3.client("dynamodb", **kw), boto3.client("sqs", **kw)
-
-
-def stored_count(ddb: Any, table: str, open_kfid: str) -> int:
-    total, start = 0, None
-    while True:
-        args = {"TableName": table, "IndexName": "account", "Select": "COUNT", "KeyConditionExpression": "open_kfid = :o",
-                "ExpressionAttributeValues": {":o": {"S": open_kfid}}}
-        if start:
-            args["ExclusiveStartKey"] = start
-        page = ddb.query(**args)
-        total += int(page["Count"])
-        start = page.get("LastEvaluatedKey")
-        if not start:
-            return total
 
 
 def queued(sqs: Any, urls: list[str]) -> int:

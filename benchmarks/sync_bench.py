@@ -12,32 +12,18 @@ import time
 
 import boto3
 
-from common import local_stack  # noqa: I001 - benchmarks/ is run as a script
-
-
-def stored(ddb, table: str, open_kfid: str) -> int:
-    total, start = 0, None
-    while True:
-        args = {"TableName": table, "IndexName": "account", "Select": "COUNT",
-                "KeyConditionExpression": "open_kfid = :o", "ExpressionAttributeValues": {":o": {"S": open_kfid}}}
-        if start:
-            args["ExclusiveStartKey"] = start
-        page = ddb.query(**args)
-        total += int(page["Count"])
-        start = page.get("LastEvaluatedKey")
-        if not start:
-            return total
+from common import local_stack, stored_count  # noqa: I001 - benchmarks/ is run as a script
 
 
 def drain(sim, ddb, table: str, open_kfid: str, customers: list[str], messages: int) -> tuple[float, int, int]:
     """Queue ``messages`` behind one callback; return (seconds until all stored, items, pages)."""
-    before = stored(ddb, table, open_kfid)
+    before = stored_count(ddb, table, open_kfid)
     for i in range(messages):
         sim.customer_says(open_kfid, customers[i % len(customers)], f"message {i}")
     calls_before = len(sim.sync_calls)
     started = time.perf_counter()
     sim.fire_callback(open_kfid)
-    while stored(ddb, table, open_kfid) < before + messages:
+    while stored_count(ddb, table, open_kfid) < before + messages:
         time.sleep(0.02)
     return time.perf_counter() - started, messages, len(sim.sync_calls) - calls_before
 
