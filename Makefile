@@ -20,27 +20,28 @@ help:
 	@echo "make security - checkov on template.yaml, bandit on the code"
 	@echo "make bench  - run the benchmarks and the cost model, write docs/PERFORMANCE.md"
 
-$(VENV)/.stamp: requirements-dev.txt shared/requirements.txt pyproject.toml
+# $(call new_venv,DIR): a fresh environment at DIR from $(PYTHON), with a current pip.
+define new_venv
 	@test -n "$(PYTHON)" || { echo "need Python 3.11+ (3.13 preferred)"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install -q --upgrade pip
+endef
+
+$(VENV)/.stamp: requirements-dev.txt shared/requirements.txt pyproject.toml
+	$(call new_venv,$(VENV))
 	$(PY) -m pip install -q -r requirements-dev.txt
 	$(PY) -m pip install -q -e .  # the project itself: the `kefu` operator CLI lands on $(VENV)/bin
 	touch $@
 
 $(SAMVENV)/.stamp: requirements-sam.txt
-	@test -n "$(PYTHON)" || { echo "need Python 3.11+ (3.13 preferred)"; exit 1; }
-	$(PYTHON) -m venv $(SAMVENV)
-	$(SAMVENV)/bin/python -m pip install -q --upgrade pip
+	$(call new_venv,$(SAMVENV))
 	$(SAMVENV)/bin/python -m pip install -q -r requirements-sam.txt
 	touch $@
 
 SECVENV := .venv-sec
 
 $(SECVENV)/.stamp: requirements-sec.txt
-	@test -n "$(PYTHON)" || { echo "need Python 3.11+ (3.13 preferred)"; exit 1; }
-	$(PYTHON) -m venv $(SECVENV)
-	$(SECVENV)/bin/python -m pip install -q --upgrade pip
+	$(call new_venv,$(SECVENV))
 	$(SECVENV)/bin/python -m pip install -q -r requirements-sec.txt
 	touch $@
 
@@ -60,20 +61,16 @@ LAMBDAVENV := .venv-lambda
 BENCHVENV := .venv-bench
 
 $(LAMBDAVENV)/.stamp: shared/requirements.txt requirements-dev.txt
-	@test -n "$(PYTHON)" || { echo "need Python 3.11+ (3.13 preferred)"; exit 1; }
 	rm -rf $(LAMBDAVENV)
-	$(PYTHON) -m venv $(LAMBDAVENV)
+	$(call new_venv,$(LAMBDAVENV))
 	echo '*' > $(LAMBDAVENV)/.gitignore
-	$(LAMBDAVENV)/bin/python -m pip install -q --upgrade pip
 	$(LAMBDAVENV)/bin/python -m pip install -q $$(grep -E '^boto3==' requirements-dev.txt)
 	$(LAMBDAVENV)/bin/python -m pip install -q --no-compile --target $(LAMBDAVENV)/layer -r shared/requirements.txt
 	touch $@
 
 $(BENCHVENV)/.stamp: shared/requirements.txt benchmarks/requirements-compare.txt
-	@test -n "$(PYTHON)" || { echo "need Python 3.11+ (3.13 preferred)"; exit 1; }
-	$(PYTHON) -m venv $(BENCHVENV)
+	$(call new_venv,$(BENCHVENV))
 	echo '*' > $(BENCHVENV)/.gitignore
-	$(BENCHVENV)/bin/python -m pip install -q --upgrade pip
 	$(BENCHVENV)/bin/python -m pip install -q -r shared/requirements.txt -r benchmarks/requirements-compare.txt
 	touch $@
 

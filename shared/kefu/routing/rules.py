@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import re
-from datetime import datetime, time as dtime
+from datetime import datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
