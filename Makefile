@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help dev test unit integration lint-template security env clean bench
+.PHONY: help dev test unit integration lint-template security env clean bench slow
 
 help:
 	@echo "make dev    - run the local stack (AWS emulator + WeCom simulator) with a scripted demo"
@@ -19,6 +19,7 @@ help:
 	@echo "make lint-template - cfn-lint 1.53.3 and sam validate --lint on template.yaml"
 	@echo "make security - checkov on template.yaml, bandit on the code"
 	@echo "make bench  - run the benchmarks and the cost model, write docs/PERFORMANCE.md"
+	@echo "make slow   - run a test (default: the chaos run) RUNS times on one core (MODE=pin) or beside a busy loop (MODE=hog)"
 
 # $(call new_venv,DIR): a fresh environment at DIR from $(PYTHON), with a current pip.
 define new_venv
@@ -95,3 +96,11 @@ test: env lint-template security
 
 clean:
 	rm -rf $(VENV) $(SAMVENV) $(SECVENV) $(LAMBDAVENV) $(BENCHVENV) .aws-sam .pytest_cache .hypothesis
+
+# A slower machine, reproduced: `make slow` runs TEST (default: the chaos run) RUNS times with the
+# whole process tree pinned to one core (MODE=pin), beside a busy loop (MODE=hog), or both.
+TEST ?= tests/integration/test_chaos.py
+RUNS ?= 10
+MODE ?= pin
+slow: $(VENV)/.stamp
+	$(PY) -m local.slow_machine --mode $(MODE) --runs $(RUNS) -- $(PY) -m pytest $(TEST) -q -p no:cacheprovider

@@ -120,11 +120,17 @@ class QueuePoller:
                     time.sleep(0.5)
                 continue
             if messages:
-                self._claim_groups(messages)
+                invoking, done = threading.Event(), threading.Event()
+                if self._visibility is not None:
+                    threading.Thread(target=self._keep_hidden, args=(messages, invoking, done), daemon=True).start()
                 try:
-                    self._deliver(messages)
+                    self._claim_groups(messages)
+                    try:
+                        self._deliver(messages, invoking)
+                    finally:
+                        self._release_groups(messages)
                 finally:
-                    self._release_groups(messages)
+                    done.set()
 
     def _claim_groups(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """FIFO: one batch per message group at a time. The emulator's long poll can hand a
@@ -143,9 +149,37 @@ class QueuePoller:
             self._groups_in_flight -= {m.get("Attributes", {}).get("MessageGroupId") for m in messages}
             self._groups_free.notify_all()
 
-    def _deliver(self, messages: list[dict[str, Any]]) -> None:
+    def _keep_hidden(self, messages: list[dict[str, Any]], invoking: threading.Event, done: threading.Event) -> None:
+        """Keep received records hidden while they wait for their group and while their
+        invocation runs (up to the function's Timeout).
+
+        Deployed, the queue's visibility timeout (90 s) exceeds the function's Timeout (15 s), so
+        no record comes back while its invocation still runs. A shortened local visibility
+        (KEFU_LOCAL_VISIBILITY_TIMEOUT, to bring a killed stack's records back in seconds) would
+        break that on a slow machine; so the visibility is renewed until the invocation ends or
+        its Timeout passes, after which, as when Lambda times a function out, the records return
+        when the visibility runs out."""
+        assert self._visibility is not None
+        period = max(0.2, self._visibility / 3)
+        deadline: float | None = None
+        while not done.wait(period):
+            if invoking.is_set():
+                deadline = deadline or time.monotonic() + self._function.timeout
+                if time.monotonic() >= deadline:
+                    return
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self._visibility}
+                       for i, m in enumerate(messages)]
+            try:
+                for start in range(0, len(entries), 10):
+                    self._sqs.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=entries[start:start + 10])
+            except Exception as exc:  # the emulator going away at shutdown
+                print(f"[sqs] visibility renewal failed on {self.source.function}: {exc}", file=sys.stderr)
+                return
+
+    def _deliver(self, messages: list[dict[str, Any]], invoking: threading.Event) -> None:
         records = [to_record(m, self.source.queue_arn, self._region) for m in messages]
         started = time.perf_counter()
+        invoking.set()
         try:
             result = self._function.invoke({"Records": records})
             done = settle(result, records, self.source.report_failures)

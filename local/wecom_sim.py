@@ -524,6 +524,11 @@ class WeComSimulator:
         with self._lock:
             self._faults.clear()
 
+    def pending_faults(self, path: str) -> int:
+        """How many calls to ``path`` the injected faults will still answer."""
+        with self._lock:
+            return sum(f.remaining for f in self._faults.get(_normalize_path(path), ()))
+
     def set_callback_url(self, url: str | None) -> None:
         with self._lock:
             self.callback_url = url or None

@@ -6,9 +6,10 @@ import json
 import time
 from pathlib import Path
 
-from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+from aws_lambda_powertools.utilities.batch import process_partial_response
 
 from kefu import observability
+from kefu.batch import LoggedFifoProcessor
 from kefu.config import RouteSettings, load
 from kefu.events import publisher
 from kefu.routing.accounting import Accounting
@@ -22,7 +23,7 @@ from kefu.wecom.models import parse_item
 SERVICE = "route"
 settings = load(RouteSettings)
 logger = observability.logger(SERVICE)
-processor = SqsFifoPartialProcessor()
+processor = LoggedFifoProcessor(logger)
 rules = RulesSource(settings, Path(__file__).with_name("routing.yaml"))
 rules.load()
 _engine: RoutingEngine | None = None

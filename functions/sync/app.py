@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
-from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor, process_partial_response
+from aws_lambda_powertools.utilities.batch import process_partial_response
 
 from kefu import observability
+from kefu.batch import LoggedFifoProcessor
 from kefu.config import SyncSettings, load
 from kefu.queues import send_batch
 from kefu.store.cursors import CursorStore
@@ -20,7 +21,7 @@ from kefu.wecom.connect import connect
 SERVICE = "sync"
 settings = load(SyncSettings)
 logger = observability.logger(SERVICE)
-processor = SqsFifoPartialProcessor()
+processor = LoggedFifoProcessor(logger)
 policy = SyncPolicy(handoff_max_age=settings.handoff_max_age_hours * 3600,
                     retention_days=settings.message_retention_days)
 _deps: SyncDeps | None = None

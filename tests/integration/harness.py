@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[2]
 READY_PREFIX = "kefu local stack ready: "
 RESOURCES_PREFIX = "kefu local stack resources: "
 START_TIMEOUT = 60
+# Every stack's whole output is kept here (killed ones too), so a failing run can be read.
+LOG_DIR = Path(os.environ.get("KEFU_STACK_LOG_DIR") or ROOT / "build" / "stack-logs")
 
 
 @dataclass
@@ -27,15 +29,27 @@ class StackProcess:
     url: str
     resources: dict[str, str]
     lines: list[str] = field(default_factory=list)
+    pump: threading.Thread = field(default_factory=threading.Thread)
+    started: float = field(default_factory=time.time)
 
     def output(self) -> str:
         return "\n".join(self.lines)
 
+    def save(self) -> Path:
+        """Write the stack's output so far to LOG_DIR; returns the file."""
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        path = LOG_DIR / f"stack-{time.strftime('%Y%m%d-%H%M%S', time.localtime(self.started))}-{self.process.pid}.log"
+        path.write_text(self.output() + "\n", encoding="utf-8")
+        return path
+
+    def kill(self) -> Path:
+        """End the stack with no clean shutdown (whatever ran stops between two steps); keep its output."""
+        self.process.kill()
+        self.process.wait()
+        self.pump.join(timeout=5)  # the last lines the process wrote before it died
+        return self.save()
+
     def stop(self) -> int:
-        log_dir = os.environ.get("KEFU_STACK_LOG_DIR")  # keep each stack's output for debugging
-        if log_dir:
-            Path(log_dir).mkdir(parents=True, exist_ok=True)
-            (Path(log_dir) / f"stack-{self.process.pid}.log").write_text(self.output(), encoding="utf-8")
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
             try:
@@ -43,6 +57,8 @@ class StackProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.pump.join(timeout=5)
+        self.save()
         return int(self.process.returncode)
 
 
@@ -68,7 +84,8 @@ def start_stack(env_overrides: dict[str, str], command: list[str] | None = None)
                 ready.put(line)
         ready.put("")  # process ended
 
-    threading.Thread(target=pump, daemon=True).start()
+    pumping = threading.Thread(target=pump, daemon=True)
+    pumping.start()
     resources: dict[str, Any] = {}
     deadline = time.monotonic() + START_TIMEOUT
     while True:
@@ -82,7 +99,7 @@ def start_stack(env_overrides: dict[str, str], command: list[str] | None = None)
         if line.startswith(RESOURCES_PREFIX):
             resources = json.loads(line[len(RESOURCES_PREFIX):])
         else:
-            return StackProcess(process, line[len(READY_PREFIX):].strip(), resources, lines)
+            return StackProcess(process, line[len(READY_PREFIX):].strip(), resources, lines, pumping)
 
 
 def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.05, message: str = "condition") -> Any:

@@ -98,3 +98,33 @@ def send_id(trigger_msgid: str, purpose: str) -> str:
     """Our msgid for a send caused by ``trigger_msgid``: the same on every retry, so WeCom refuses
     a repeat instead of delivering it twice (<= 32 chars of [0-9a-zA-Z_-])."""
     return "k" + hashlib.sha256(f"{trigger_msgid}\n{purpose}".encode()).hexdigest()[:30]
+
+
+# -- repeats ---------------------------------------------------------------------------------------
+
+ROUTED_KEEP = 16  # a customer's last routed items remembered on the session item
+
+
+def item_tag(msgid: str) -> str:
+    """A short stand-in for a msgid (10 hex digits): 16 of them keep the session item small."""
+    return hashlib.sha256(msgid.encode()).hexdigest()[:10]
+
+
+@dataclass(frozen=True)
+class Routed:
+    """Tags of the last items of one customer the engine has finished with, oldest first.
+
+    The sync hands every item of a re-pulled page on again (a crash may have come before the
+    first hand-off), and SQS drops the copy only within its five-minute deduplication window; a
+    copy that comes later must change nothing, or it would act on state newer than itself (a
+    transfer out of a session that has ended since). Order by send_time is no guide: WeCom may
+    list a message delivered late after newer items, and it must still be routed."""
+
+    tags: tuple[str, ...] = ()
+
+    def has_seen(self, msgid: str) -> bool:
+        return item_tag(msgid) in self.tags
+
+    def after(self, msgid: str) -> Routed:
+        tag = item_tag(msgid)
+        return self if tag in self.tags else Routed((*self.tags, tag)[-ROUTED_KEEP:])

@@ -72,6 +72,23 @@ class RoutingEngine:
     # -- entry point --------------------------------------------------------------------------
 
     def handle(self, item: SyncItem) -> None:
+        """Act on one item once: a customer's item the engine already finished with (a copy
+        handed on again after SQS forgot its deduplication id) changes nothing. Each step below
+        is safe to repeat, so an item whose handling died half-way is finished by the retry, and
+        marked done only then."""
+        euid = item.external_userid
+        if not euid or not item.msgid:
+            self._dispatch(item)
+            return
+        open_kfid = item.open_kfid or ""
+        routed = self.state.routed(open_kfid, euid)
+        if routed.has_seen(item.msgid):
+            self.record(Decision(open_kfid, euid, None, "repeat", "skipped", detail=item.msgid))
+            return
+        self._dispatch(item)
+        self.state.mark_routed(open_kfid, euid, routed.after(item.msgid))  # one FIFO group per customer: no race
+
+    def _dispatch(self, item: SyncItem) -> None:
         open_kfid = item.open_kfid or ""
         if item.is_event:
             handler = {
@@ -146,7 +163,8 @@ class RoutingEngine:
         if state == ENDED:
             state = NEW  # the customer's message opens a new session at WeCom
         fields: dict[str, Any] = {"state": state}
-        if session.get("window_msgid") != item.msgid:
+        fresh_window = session.get("window_msgid") != item.msgid
+        if fresh_window:
             # A new customer message opens a fresh window of 5 sends; a retried one must not.
             fields.update(window_at=item.send_time or int(self.clock()), sends=0, window_msgid=item.msgid)
         if "session_started" not in session or session.get("state") == ENDED or "state" not in session:
@@ -154,7 +172,7 @@ class RoutingEngine:
             # send_time counts whole seconds: a session that ends and starts again within one
             # second has the same start, so the message that opened it names the session.
             fields["session_id"] = item.msgid
-        self.state.update_session(open_kfid, euid, fields)
+        self.state.update_session(open_kfid, euid, fields, remove=("send_ids",) if fresh_window else ())
         session.update(fields)
         self.accounting.received(item.msgid, self._at(item), open_kfid, euid, scene, item.msgtype,
                                  str(session.get("session_id") or session.get("session_started")),
@@ -193,10 +211,11 @@ class RoutingEngine:
         return state
 
     def _send_text(self, item: SyncItem, open_kfid: str, euid: str, purpose: str, text: str) -> str:
-        if not self.state.take_send(open_kfid, euid, self.clock()):
+        msgid = decide.send_id(item.msgid, purpose)
+        if not self.state.take_send(open_kfid, euid, self.clock(), msgid):
             return "not sent: no send left in this window or session not in state 0/1"
         try:
-            kf.send_text(self.wecom, open_kfid, euid, decide.send_id(item.msgid, purpose), text)
+            kf.send_text(self.wecom, open_kfid, euid, msgid, text)
         except WeComError as exc:
             if not _already_sent(exc):
                 raise
@@ -350,7 +369,7 @@ class RoutingEngine:
             code = getattr(event, "msg_code", None)
             outcome = "ended"
             if closing and code and self.clock() - (item.send_time or self.clock()) <= self.settings.welcome_max_age:
-                outcome = "ended, closing " + self._send_on_event(code, decide.send_id(item.msgid, "closing"), closing)
+                outcome = "ended, closing " + self._send_closing(open_kfid, euid, code, item.msgid, closing)
             self.accounting.ended(item.msgid, self._at(item), open_kfid, euid, scene, old)
             self.record(Decision(open_kfid, euid, scene, "session ended", outcome, servicer=old))
         elif change in (1, 2, 4) and new:  # picked from the pool, transferred, re-opened
@@ -366,6 +385,15 @@ class RoutingEngine:
             name = {1: "picked from pool", 2: "transferred", 4: "re-opened"}[change]
             self.record(Decision(open_kfid, euid, scene, name, "human", servicer=new))
         self.drain_pool(open_kfid)
+
+    def _send_closing(self, open_kfid: str, euid: str, code: str, msgid: str, closing: dict[str, Any]) -> str:
+        """The closing message works only while the session is still the ended one: a customer who
+        wrote again meanwhile (their message still queued behind this event) opened a new session,
+        and WeCom would refuse the code with 95018. Ask WeCom first (rule 7: know the state)."""
+        actual, _ = kf.service_state_get(self.wecom, open_kfid, euid)
+        if actual != ENDED:
+            return "skipped: the customer opened a new session"
+        return self._send_on_event(code, decide.send_id(msgid, "closing"), closing)
 
     def _servicer_status_change(self, item: SyncItem, open_kfid: str) -> None:
         event = item.event

@@ -3,8 +3,9 @@
 Items (pk / sk):
 - session per customer and account: "rsession#<open_kfid>#<euid>" / "s" - WeCom state as we know it
   (absent = unknown), current servicer, ``counted`` (whose load includes this session), entry
-  scene, the send budget (``window_at``, ``sends``), sticky memory (``last_servicer``,
-  ``last_served_at``), pool position, rating.
+  scene, the send budget (``window_at``, ``sends``, ``send_ids`` taken in this window), sticky memory (``last_servicer``,
+  ``last_served_at``), pool position, rating, and tags of the last items routed (``routed``), so a
+  repeated item is recognised.
 - load per servicer: "rload#<open_kfid>" / userid - ``active`` sessions in state 3 we counted.
 - roster: "roster#<open_kfid>" / "roster" - ``on`` map userid -> receiving, ``fetched_at``.
 - rotation: "rrot#<open_kfid>" / "rr" - a counter for round_robin.
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kefu import aws
+from kefu.routing.decide import Routed
 from kefu.store.dynamo import is_conditional_failure
 
 SEND_WINDOW = 48 * 3600
@@ -85,21 +87,32 @@ class RoutingState:
                 return False
             raise
 
-    def take_send(self, open_kfid: str, euid: str, now: float) -> bool:
-        """Reserve one API send in the customer's window (state 0/1, < 5 sends, < 48 h)."""
+    def routed(self, open_kfid: str, euid: str) -> Routed:
+        """The customer's newest items the engine has finished with (see decide.Routed)."""
+        return Routed(tuple(str(tag) for tag in self.session(open_kfid, euid).get("routed") or ()))
+
+    def mark_routed(self, open_kfid: str, euid: str, routed: Routed) -> None:
+        self.update_session(open_kfid, euid, {"routed": list(routed.tags)})
+
+    def take_send(self, open_kfid: str, euid: str, now: float, send_id: str) -> bool:
+        """Reserve one API send in the customer's window (state 0/1, < 5 sends, < 48 h) for the
+        send named ``send_id``; a retry of the same send finds its unit taken and uses it again,
+        never a second one."""
         try:
             self._table.update_item(
                 Key=self.session_key(open_kfid, euid),
-                UpdateExpression="SET sends = sends + :inc",
-                ConditionExpression="#st IN (:zero, :one) AND sends < :limit AND window_at > :since",
+                UpdateExpression="SET sends = sends + :inc ADD send_ids :ids",
+                ConditionExpression=("#st IN (:zero, :one) AND sends < :limit AND window_at > :since "
+                                     "AND NOT contains(send_ids, :id)"),
                 ExpressionAttributeNames={"#st": "state"},
                 ExpressionAttributeValues={":zero": 0, ":one": 1, ":limit": SEND_LIMIT,
-                                           ":since": int(now - SEND_WINDOW), ":inc": 1},
+                                           ":since": int(now - SEND_WINDOW), ":inc": 1,
+                                           ":ids": {send_id}, ":id": send_id},
             )
             return True
         except Exception as exc:
             if is_conditional_failure(exc):
-                return False
+                return send_id in (self.session(open_kfid, euid).get("send_ids") or set())
             raise
 
     # -- capacity -----------------------------------------------------------------------------

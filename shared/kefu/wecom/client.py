@@ -1,8 +1,11 @@
 """HTTP transport for the WeCom API: JSON in UTF-8, one error type, retries, token refresh.
 
 Reads (calls that change nothing at WeCom) are retried with backoff on busy/rate-limit codes,
-HTTP 5xx and timeouts. Writes (sends, transfers) are never repeated blindly: a transient
-failure surfaces to the caller, which decides with its own idempotency key. A rejected
+HTTP 5xx and timeouts. Writes (sends, transfers) are never repeated blindly: an answer that
+leaves open whether WeCom acted (HTTP 5xx, a timeout) surfaces to the caller, which decides with
+its own idempotency key. A write may ask to be repeated when WeCom answered that it did not run
+the call (-1 busy, 45009 and 45033 rate limits): nothing happened, so the same call is retried
+with backoff; sends carry their own msgid, so even then WeCom would refuse a double. A rejected
 access_token is refreshed and the call retried once, for reads and writes alike, since WeCom
 did not execute a call it refused for its token.
 """
@@ -60,9 +63,10 @@ class WeComClient:
         """A call that changes nothing at WeCom (GET, or POST of a query): retried when transient."""
         return self._call(path, body, params, retry_transient=True)
 
-    def write(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """A call that changes state at WeCom: never repeated after a transient failure."""
-        return self._call(path, body, None, retry_transient=False)
+    def write(self, path: str, body: dict[str, Any], *, retry_not_executed: bool = False) -> dict[str, Any]:
+        """A call that changes state at WeCom: never repeated after an unclear failure; with
+        ``retry_not_executed``, repeated when WeCom answered that it did not run it."""
+        return self._call(path, body, None, retry_transient=False, retry_not_executed=retry_not_executed)
 
     def download(self, path: str, params: dict[str, str]) -> tuple[bytes, str]:
         """A GET returning binary (media/get); WeCom answers JSON with an errcode on failure."""
@@ -76,11 +80,16 @@ class WeComClient:
 
     # -- mechanics ----------------------------------------------------------------------------
 
-    def _call(self, path: str, body: dict[str, Any] | None, params: dict[str, str] | None, *, retry_transient: bool) -> dict[str, Any]:
+    def _call(self, path: str, body: dict[str, Any] | None, params: dict[str, str] | None, *, retry_transient: bool,
+              retry_not_executed: bool = False) -> dict[str, Any]:
         def attempt(token: str) -> dict[str, Any]:
             query = {**(params or {}), "access_token": token}
             once = lambda: self._send(path, body, query)  # noqa: E731
-            return self._retrying(path, once) if retry_transient else self._reporting(once)
+            if retry_transient:
+                return self._retrying(path, once)
+            if retry_not_executed:
+                return self._retrying(path, once, when=lambda exc: exc.not_executed)
+            return self._reporting(once)
 
         return self._with_token(path, attempt)
 
@@ -105,12 +114,13 @@ class WeComClient:
                 self._on_error(exc)
             raise
 
-    def _retrying(self, path: str, once: Callable[[], Any]) -> Any:
+    def _retrying(self, path: str, once: Callable[[], Any],
+                  when: Callable[[WeComError], bool] = lambda exc: exc.transient) -> Any:
         for attempt in range(1, self._max_attempts + 1):
             try:
                 return self._reporting(once)
             except WeComError as exc:
-                if not exc.transient or attempt == self._max_attempts:
+                if not when(exc) or attempt == self._max_attempts:
                     raise
                 self._sleep(self._backoff * 2 ** (attempt - 1) * (0.5 + random.random()))  # nosec B311 - jitter
         raise AssertionError("unreachable")  # pragma: no cover

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 SYSTEM_BUSY = -1
 TOKEN_ERRORS = frozenset({40001, 40014, 42001})
+# WeCom's answers that it did not run the call (busy, API rate limit, concurrency limit): any
+# call, read or write, may be repeated after them.
 RETRYABLE_ERRORS = frozenset({SYSTEM_BUSY, 45009, 45033})
 IP_NOT_TRUSTED = 60020
 MSG_TOKEN_INVALID = 95007
@@ -28,6 +30,11 @@ class WeComError(Exception):
         """True when the same call may succeed if repeated later."""
         if self.errcode is None:
             return self.http_status is None or self.http_status >= 500 or self.http_status == 429
+        return self.errcode in RETRYABLE_ERRORS
+
+    @property
+    def not_executed(self) -> bool:
+        """True when WeCom answered that it did not run the call (so a write may be repeated)."""
         return self.errcode in RETRYABLE_ERRORS
 
     @property

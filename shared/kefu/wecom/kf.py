@@ -69,18 +69,18 @@ def service_state_trans(client: WeComClient, open_kfid: str, external_userid: st
     body: dict[str, Any] = {"open_kfid": open_kfid, "external_userid": external_userid, "service_state": state}
     if servicer_userid:
         body["servicer_userid"] = servicer_userid
-    data = client.write("kf/service_state/trans", body)
+    data = client.write("kf/service_state/trans", body, retry_not_executed=True)
     return str(data["msg_code"]) if data.get("msg_code") else None
 
 
 def send_text(client: WeComClient, open_kfid: str, external_userid: str, msgid: str, content: str) -> None:
     client.write("kf/send_msg", {"touser": external_userid, "open_kfid": open_kfid, "msgid": msgid,
-                                 "msgtype": "text", "text": {"content": content}})
+                                 "msgtype": "text", "text": {"content": content}}, retry_not_executed=True)
 
 
 def send_on_event(client: WeComClient, code: str, msgid: str, message: dict[str, Any]) -> None:
     """send_msg_on_event; ``message`` is {"msgtype": "text", "text": {...}} or a msgmenu."""
-    client.write("kf/send_msg_on_event", {"code": code, "msgid": msgid, **message})
+    client.write("kf/send_msg_on_event", {"code": code, "msgid": msgid, **message}, retry_not_executed=True)
 
 
 # -- contact links (links function) -------------------------------------------------------------
