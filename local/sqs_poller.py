@@ -159,15 +159,15 @@ class QueuePoller:
         break that on a slow machine; so the visibility is renewed until the invocation ends or
         its Timeout passes, after which, as when Lambda times a function out, the records return
         when the visibility runs out."""
-        assert self._visibility is not None
-        period = max(0.2, self._visibility / 3)
+        visibility = self._visibility or 0
+        period = max(0.2, visibility / 3)
         deadline: float | None = None
         while not done.wait(period):
             if invoking.is_set():
                 deadline = deadline or time.monotonic() + self._function.timeout
                 if time.monotonic() >= deadline:
                     return
-            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": self._visibility}
+            entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"], "VisibilityTimeout": visibility}
                        for i, m in enumerate(messages)]
             try:
                 for start in range(0, len(entries), 10):

@@ -111,3 +111,11 @@ def wait_for(predicate: Any, timeout: float = 15.0, interval: float = 0.05, mess
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
+
+
+def max_receive_count(queue: str) -> int:
+    """The maxReceiveCount template.yaml gives a queue (logical id): the tests size their kills
+    and faults by the template, never by a number of their own."""
+    from local.template import load_template
+
+    return int(load_template(ROOT / "template.yaml")["Resources"][queue]["Properties"]["RedrivePolicy"]["maxReceiveCount"])

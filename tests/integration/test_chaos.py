@@ -23,12 +23,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import StackProcess, start_stack, wait_for
+from tests.integration.harness import StackProcess, max_receive_count, start_stack, wait_for
 
 pytestmark = pytest.mark.integration
 RULES = Path(__file__).with_name("chaos_rules.yaml")
 SEED = 20261125
 MAX_ACTIVE = 3
+# The receive budget. A kill costs a receive to every record in flight, and a record can be in
+# flight at every kill: it comes back after the visibility timeout (3 s here), within the next
+# stack's life on a slow machine. So a record may spend KILLS receives on kills alone; beside
+# them it must keep FAULT_RECEIVES for WeCom faults that outlast the in-process retries (HTTP 5xx
+# on a transfer, a fault burst on both the call and its reconciliation). The template's
+# maxReceiveCount must exceed both together, or the chaos run measures the machine's speed.
+KILLS = 6
+FAULT_RECEIVES = 3
 ENDPOINTS = ["kf/sync_msg", "kf/service_state/get", "kf/service_state/trans", "kf/send_msg",
              "kf/send_msg_on_event", "kf/servicer/list", "kf/customer/batchget", "media/get", "gettoken"]
 BUSY = ["kf/sync_msg", "kf/service_state/get", "kf/service_state/trans", "kf/send_msg"]  # called most
@@ -82,6 +90,11 @@ def chaos(aws_endpoint: str, simulator) -> Iterator[Chaos]:
     run.stop()
 
 
+def test_the_receive_budget_covers_the_kills_and_the_faults() -> None:
+    for queue in ("SyncQueue", "RouteQueue"):
+        assert max_receive_count(queue) > KILLS + FAULT_RECEIVES, queue
+
+
 def test_invariants_hold_through_faults_kills_and_repeats(chaos: Chaos, simulator, clients) -> None:
     rng = random.Random(SEED)
     sim = simulator
@@ -110,7 +123,7 @@ def test_invariants_hold_through_faults_kills_and_repeats(chaos: Chaos, simulato
     injector.start()
     customers: list[tuple[str, str]] = []
     try:
-        for round_no in range(6):
+        for round_no in range(KILLS):
             for _ in range(5):
                 k = rng.choice(accounts)
                 euid, _ = sim.customer_enter(k, scene=rng.choice(["ad", "poster", ""]))
@@ -142,7 +155,7 @@ def test_invariants_hold_through_faults_kills_and_repeats(chaos: Chaos, simulato
 
     wait_for(settled, timeout=90, interval=2.0, message="everything stored and every queue drained")
     # The chaos really happened: kills, faults answered on many endpoints, sessions of every kind.
-    assert chaos.kills == 6
+    assert chaos.kills == KILLS
     faulted = Counter(c["path"] for c in sim.calls if c.get("errcode") in (-1, 45009) or c.get("http_status") == 502)
     assert sum(faulted.values()) >= 3 and len(faulted) >= 2, faulted
     states = Counter(sim.session(k, e)["service_state"] for k, e in customers)

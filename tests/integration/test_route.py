@@ -38,7 +38,7 @@ STACK_ENV = {
 SERVICERS = ("alice", "bob")
 FORBIDDEN = {95018, 95001, 95014}  # send in a wrong state, over the send budget, not a servicer
 NAMES = ("welcome", "roundrobin", "leastbusy", "stopped", "scene", "sticky", "capacity", "offhours",
-         "bothandoff", "botignore", "replayfirst", "replayold", "closing", "crowd")
+         "bothandoff", "botignore", "replayfirst", "replayold", "closing", "crowd", "repeat")
 UNPRIMED = {"replayfirst"}  # its first pull is the subject of a test
 HUMAN, POOL = 3, 2
 DECODER = json.JSONDecoder()
@@ -368,6 +368,27 @@ def test_an_item_older_than_48h_triggers_nothing_but_a_late_one_is_routed(env: E
     env.sim.add_raw_item(k, {"open_kfid": k, "external_userid": late_customer, "origin": 3, "msgtype": "text",
                              "text": {"content": "human please"}}, send_time=now - 2 * 3600)
     assert env.assigned(k, late_customer) in SERVICERS
+
+
+# -- repeats -----------------------------------------------------------------------------------
+
+def test_a_copy_handed_on_after_the_deduplication_window_changes_nothing(env: Env) -> None:
+    """The sync hands a re-pulled page on again; SQS drops the copies only for five minutes. A
+    copy of a customer's message arriving after their session ended must not try to assign the
+    ended session again (WeCom refuses 4 -> 3 with 95016, and the record would poison the queue)."""
+    k = kfid("repeat")
+    euid, servicer = env.arrive_and_assign(k)
+    env.sim.end_session(k, euid, servicer)
+    env.wait_decision(euid, rule="session ended")
+    transfers = len(env.transfers(k, euid, ok=False))
+    message = next(m for m in env.sim.messages(k) if m.get("origin") == 3 and m.get("external_userid") == euid)
+    body = json.dumps({"open_kfid": k, "external_userid": euid, "items": [{"msgid": message["msgid"], "item": message}]})
+    env.clients.sqs.send_message(QueueUrl=env.stack.resources["RouteQueue"], MessageBody=body,
+                                 MessageGroupId=f"{k}#{euid}", MessageDeduplicationId=message["msgid"] + "-later")
+    env.wait_decision(euid, rule="repeat", outcome="skipped")
+    wait_for(env.route_queue_empty, message="the copy settled")
+    assert len(env.transfers(k, euid, ok=False)) == transfers
+    assert env.sim.session(k, euid)["service_state"] == 4
 
 
 # -- session end -------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.integration.harness import wait_for
+from tests.integration.harness import max_receive_count, wait_for
 
 pytestmark = pytest.mark.integration
 STACK_ENV = {"KEFU_LOCAL_VISIBILITY_TIMEOUT": "1"}
@@ -23,14 +23,15 @@ def test_failing_job_is_retried_then_dead_lettered_and_nothing_is_lost(stack, si
     simulator.auto_callback = False
     euid, _ = simulator.customer_enter(open_kfid)
     simulator.customer_says(open_kfid, euid, "anyone there?")
-    simulator.inject_fault("kf/sync_msg", errcode=60020, times=5)  # every receive fails (maxReceiveCount 5)
+    receives = max_receive_count("SyncQueue")
+    simulator.inject_fault("kf/sync_msg", errcode=60020, times=receives)  # every receive fails
     simulator.fire_callback(open_kfid)  # one sync job
     dlq = stack.resources["SyncDeadLetterQueue"]
     found = wait_for(lambda: [m for m in dlq_messages(clients, dlq) if json.loads(m["Body"])["open_kfid"] == open_kfid],
-                     timeout=30, message="the job in the DLQ")
+                     timeout=10 + 3 * receives, message="the job in the DLQ")
     assert found
     failed_calls = [c for c in simulator.calls_to("kf/sync_msg") if (c.get("body") or {}).get("open_kfid") == open_kfid]
-    assert len(failed_calls) == 5  # one pull per receive (60020 is not retried inside a receive)
+    assert len(failed_calls) == receives  # one pull per receive (60020 is not retried inside a receive)
     # The account's next callback pulls from the same (absent) cursor: nothing was lost.
     simulator.auto_callback = True
     simulator.customer_says(open_kfid, euid, "hello?")

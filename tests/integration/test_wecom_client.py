@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from kefu.config import Settings
+from kefu.wecom import kf
 from kefu.wecom.client import WeComClient, encode_json
 from kefu.wecom.connect import connect
 from kefu.wecom.errors import WeComError
@@ -75,6 +76,34 @@ def test_writes_are_never_repeated_blindly(settings, simulator) -> None:
         client.write("kf/send_msg", {"touser": euid, "open_kfid": open_kfid, "msgtype": "text", "text": {"content": "好"}})
     assert info.value.errcode == -1 and info.value.transient
     assert len(simulator.calls_to("kf/send_msg")) == 1
+
+
+@pytest.mark.parametrize("errcode", [-1, 45009, 45033])
+def test_a_send_wecom_did_not_run_is_sent_again_with_the_same_msgid(settings, simulator, errcode) -> None:
+    client = connect(settings)
+    open_kfid = simulator.add_account(name=f"ne{errcode}")
+    euid, _ = simulator.customer_enter(open_kfid)
+    simulator.customer_says(open_kfid, euid, "hi")
+    before = len(simulator.calls_to("kf/send_msg"))
+    simulator.inject_fault("kf/send_msg", errcode=errcode, times=2)
+    kf.send_text(client, open_kfid, euid, "kretry" + str(abs(errcode)), "好")
+    calls = simulator.calls_to("kf/send_msg")[before:]
+    assert len(calls) == 3 and {c["body"]["msgid"] for c in calls} == {"kretry" + str(abs(errcode))}
+    assert [s["msgid"] for s in simulator.sent_messages() if s["msgid"].startswith("kretry")].count(
+        "kretry" + str(abs(errcode))) == 1
+
+
+def test_a_send_with_an_unclear_answer_is_not_repeated(settings, simulator) -> None:
+    client = connect(settings)
+    open_kfid = simulator.add_account(name="unclear")
+    euid, _ = simulator.customer_enter(open_kfid)
+    simulator.customer_says(open_kfid, euid, "hi")
+    before = len(simulator.calls_to("kf/send_msg"))
+    simulator.inject_fault("kf/send_msg", http_status=502)  # WeCom may or may not have sent it
+    with pytest.raises(WeComError) as info:
+        kf.send_text(client, open_kfid, euid, "kunclear", "好")
+    assert info.value.http_status == 502
+    assert len(simulator.calls_to("kf/send_msg")) - before == 1
 
 
 def test_untrusted_ip_is_reported_not_retried(settings, simulator) -> None:

@@ -133,3 +133,17 @@ def test_send_id_fits_wecom_msgid_rules_and_is_stable(trigger: str) -> None:
 def test_send_id_differs_per_trigger_and_purpose() -> None:
     ids = {decide.send_id(t, p) for t in ("m1", "m2") for p in ("bot", "off-hours")}
     assert len(ids) == 4
+
+
+def test_routed_recognises_a_repeat_and_remembers_only_the_last_few() -> None:
+    from kefu.routing.decide import ROUTED_KEEP, Routed
+
+    routed = Routed()
+    assert not routed.has_seen("m0")
+    routed = routed.after("m0").after("m0")
+    assert routed.has_seen("m0") and len(routed.tags) == 1
+    for n in range(1, ROUTED_KEEP + 1):
+        routed = routed.after(f"m{n}")
+    assert len(routed.tags) == ROUTED_KEEP
+    assert not routed.has_seen("m0") and routed.has_seen(f"m{ROUTED_KEEP}")
+    assert all(len(tag) == 10 for tag in routed.tags)  # short tags keep the session item small

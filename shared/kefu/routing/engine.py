@@ -46,6 +46,8 @@ class EngineSettings:
     welcome_max_age: float = 20.0
     roster_ttl: float = 600.0
     drain_batch: int = 25
+    trans_attempts: int = 3
+    trans_backoff: float = 0.2
 
 
 def _already_sent(exc: WeComError) -> bool:
@@ -56,7 +58,8 @@ def _already_sent(exc: WeComError) -> bool:
 class RoutingEngine:
     def __init__(self, wecom: WeComClient, state: RoutingState, rules: Callable[[], Rules],
                  settings: EngineSettings, record: Callable[[Decision], None],
-                 clock: Callable[[], float] = time.time, accounting: Accounting | None = None) -> None:
+                 clock: Callable[[], float] = time.time, accounting: Accounting | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.wecom = wecom
         self.accounting = accounting or Accounting(None, "Asia/Shanghai")
         self.state = state
@@ -64,6 +67,7 @@ class RoutingEngine:
         self.settings = settings
         self.record = record
         self.clock = clock
+        self.sleep = sleep
 
     @property
     def rules(self) -> Rules:
@@ -308,17 +312,13 @@ class RoutingEngine:
     def _transfer(self, open_kfid: str, euid: str, servicer: str, session: dict[str, Any]) -> bool:
         """trans to 3 with a counted reservation; undo the count when WeCom refuses."""
         try:
-            kf.service_state_trans(self.wecom, open_kfid, euid, HUMAN, servicer)
+            self._trans(open_kfid, euid, HUMAN, servicer)
         except WeComError as exc:
-            actual, holder = kf.service_state_get(self.wecom, open_kfid, euid)
-            if actual == HUMAN and holder == servicer:
-                pass  # it went through before the error reached us
-            else:
-                self.state.move_count(open_kfid, euid, servicer, None)
-                if exc.errcode == NOT_A_SERVICER:
-                    self.state.set_servicer(open_kfid, servicer, False)
-                    return False
-                raise
+            self.state.move_count(open_kfid, euid, servicer, None)
+            if exc.errcode == NOT_A_SERVICER:
+                self.state.set_servicer(open_kfid, servicer, False)
+                return False
+            raise
         self.state.update_session(open_kfid, euid, {
             "state": HUMAN, "servicer": servicer, "last_servicer": servicer,
             "last_served_at": int(self.clock()), "assigned_at": int(self.clock()),
@@ -327,17 +327,29 @@ class RoutingEngine:
             self.state.pool_remove(open_kfid, str(session["pool_key"]))
         return True
 
+    def _trans(self, open_kfid: str, euid: str, target: int, servicer: str | None = None) -> str | None:
+        """service_state/trans, settled by service_state/get when the answer leaves it open.
+
+        Returns WeCom's msg_code (None when the move is found done without an answer to read it
+        from). A transient failure (HTTP 5xx, a timeout) that the state shows was not executed is
+        tried again, a few times; any other refusal is raised with the state unchanged."""
+        for attempt in range(1, self.settings.trans_attempts + 1):
+            try:
+                return kf.service_state_trans(self.wecom, open_kfid, euid, target, servicer)
+            except WeComError as exc:
+                actual, holder = kf.service_state_get(self.wecom, open_kfid, euid)
+                if actual == target and (target != HUMAN or holder == servicer):
+                    return None  # it went through before the error reached us
+                if not exc.transient or attempt == self.settings.trans_attempts:
+                    raise
+                self.sleep(self.settings.trans_backoff * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def _to_pool(self, trigger: str, open_kfid: str, euid: str, policy: Policy, scene: str | None, rule: str,
                  detail: str | None = None) -> None:
         session = self.state.session(open_kfid, euid)
         if int(session.get("state", -1)) != POOL:
-            code = None
-            try:
-                code = kf.service_state_trans(self.wecom, open_kfid, euid, POOL)
-            except WeComError as exc:
-                actual, _ = kf.service_state_get(self.wecom, open_kfid, euid)
-                if actual != POOL:
-                    raise WeComError(exc.path, exc.errcode, exc.errmsg, exc.http_status) from None
+            code = self._trans(open_kfid, euid, POOL)
             key = session.get("pool_key") or self.state.pool_add(open_kfid, euid, self.clock())
             self.state.update_session(open_kfid, euid, {"state": POOL, "pool_key": key, "pooled_at": int(self.clock())})
             if code and policy.queue_notice:
