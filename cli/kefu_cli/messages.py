@@ -13,6 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from kefu.wecom.models import Origin
 from kefu_cli.output import Progress, pad
 from kefu_cli.target import CliError, Target
 from kefu_cli.wecom import list_accounts
@@ -89,12 +90,12 @@ def fetch(target: Target, open_kfid: str, external_userid: str, limit: int) -> t
 
 def who(item: dict[str, Any]) -> str:
     origin = item.get("origin")
-    if origin == 3:
+    if origin == Origin.CUSTOMER:
         return "customer"
-    if origin == 5:
+    if origin == Origin.SERVICER:
         servicer = item.get("servicer_userid") or _raw(item).get("servicer_userid")
         return f"servicer {servicer}" if servicer else "servicer"
-    if origin == 4 or item.get("msgtype") == "event":
+    if origin == Origin.SYSTEM or item.get("msgtype") == "event":
         return "event"
     return "?"
 

@@ -8,13 +8,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from kefu.wecom.errors import API_FORBIDDEN, BAD_CORP_ID, BAD_SECRET, IP_NOT_TRUSTED
 from kefu_cli.target import CliError, Target
 
 _FROM_IP = re.compile(r"from ip:\s*\[?([0-9A-Fa-f:.]+)")
-IP_NOT_TRUSTED = 60020
-BAD_SECRET = 40001
-BAD_CORP_ID = 40013
-API_FORBIDDEN = 48002
 AES_KEY_RE = re.compile(r"[A-Za-z0-9]{43}")
 
 

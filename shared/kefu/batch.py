@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import SqsFifoPartialProcessor
-from aws_lambda_powertools.utilities.batch import ExceptionInfo
+from aws_lambda_powertools.utilities.batch import ExceptionInfo, SqsFifoPartialProcessor
+
+from kefu.wecom.errors import WeComError
 
 
 def record_fields(body: str, attributes: dict[str, Any]) -> dict[str, Any]:
@@ -42,12 +43,13 @@ def record_fields(body: str, attributes: dict[str, Any]) -> dict[str, Any]:
 
 def failure_fields(body: str, attributes: dict[str, Any], exception: ExceptionInfo) -> dict[str, Any]:
     """A failed record's log fields: the exception type, WeCom's errcode, and the record's."""
+    error = exception[1]
     fields: dict[str, Any] = {
         "exception_type": exception[0].__name__ if exception[0] else "unknown",
-        "error": str(exception[1])[:300] if exception[1] is not None else None,
-        "errcode": getattr(exception[1], "errcode", None),
-        "http_status": getattr(exception[1], "http_status", None),
+        "error": str(error)[:300] if error is not None else None,
     }
+    if isinstance(error, WeComError):
+        fields.update(errcode=error.errcode, http_status=error.http_status)
     return {key: value for key, value in fields.items() if value is not None} | record_fields(body, attributes)
 
 

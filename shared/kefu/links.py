@@ -27,6 +27,7 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 from kefu.stats import day_of
+from kefu.wecom.errors import ACCOUNT_NOT_FOUND, INVALID_OPEN_KFID
 
 SCENE_MAX_BYTES = 32
 SCENE_PARAM_MAX_BYTES = 128
@@ -37,7 +38,7 @@ QR_MIN_SIZE = 64
 QR_MAX_SIZE = 1024
 QR_BORDER = 4  # the quiet zone the QR standard asks for, in modules
 QR_ERROR = "m"  # ~15% of the symbol may be damaged (posters get scuffed); segno raises it when it fits
-UNKNOWN_ACCOUNT_ERRORS = frozenset({95000, 95004})  # invalid open_kfid / account does not exist
+UNKNOWN_ACCOUNT_ERRORS = frozenset({INVALID_OPEN_KFID, ACCOUNT_NOT_FOUND})
 DIRECTORY_TTL = 600.0  # seconds a kf/account/list answer is trusted
 DIRECTORY_MISS_INTERVAL = 60.0  # at most one extra listing per minute for unknown open_kfids
 T = TypeVar("T")

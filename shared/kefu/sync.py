@@ -23,7 +23,7 @@ from kefu.store.messages import MessageStore, to_record
 from kefu.wecom import kf
 from kefu.wecom.client import WeComClient
 from kefu.wecom.errors import MSG_TOKEN_INVALID, WeComError
-from kefu.wecom.models import MEDIA_MSGTYPES, SyncItem, parse_items
+from kefu.wecom.models import MEDIA_MSGTYPES, ServicerStatus, ServicerStatusChangeEvent, SyncItem, parse_items
 
 CALLBACK_TOKEN_TTL = 600
 TOKEN_SAFETY = 30  # do not present a token this close to its end
@@ -183,10 +183,9 @@ def _store_page(deps: SyncDeps, result: PullResult, items: list[SyncItem], polic
     for item in unique.values():
         # The duty roster follows servicer_status_change in page order, before the customer
         # messages after it are routed (they travel in other queue groups than this event).
-        if item.event_type == "servicer_status_change" and item.open_kfid:
-            userid = getattr(item.event, "servicer_userid", None)
-            if userid:
-                deps.servicer_status(item.open_kfid, str(userid), int(getattr(item.event, "status", 0) or 0) == 1)
+        change = item.event_as(ServicerStatusChangeEvent)
+        if change is not None and change.servicer_userid and item.open_kfid:
+            deps.servicer_status(item.open_kfid, change.servicer_userid, change.status == ServicerStatus.RECEIVING)
     fresh = [(msgid, item) for msgid, item in unique.items()
              if should_hand_on(item, first_pull=result.first_pull, now=now, policy=policy)]
     if fresh:

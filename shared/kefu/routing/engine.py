@@ -19,12 +19,24 @@ from kefu.routing.rules import Policy, Rules
 from kefu.store.routing_state import RoutingState
 from kefu.wecom import kf
 from kefu.wecom.client import WeComClient
-from kefu.wecom.errors import WeComError
-from kefu.wecom.models import SyncItem
+from kefu.wecom.errors import INVALID_PARAMETER, NOT_A_SERVICER, WeComError
+from kefu.wecom.models import (
+    EnterSessionEvent,
+    EventType,
+    MsgSendFailEvent,
+    Origin,
+    ServicerStatus,
+    ServicerStatusChangeEvent,
+    ServiceState,
+    SessionChangeType,
+    SessionStatusChangeEvent,
+    SyncItem,
+)
 
-NOT_A_SERVICER = 95014
-INVALID_PARAMETER = 40058
-NEW, BOT, POOL, HUMAN, ENDED = 0, 1, 2, 3, 4
+NEW, BOT, POOL, HUMAN, ENDED = (ServiceState.NEW, ServiceState.BOT, ServiceState.POOL, ServiceState.HUMAN,
+                                ServiceState.ENDED)
+HUMAN_CHANGES = {SessionChangeType.PICKED_FROM_POOL: "picked from pool", SessionChangeType.TRANSFERRED: "transferred",
+                 SessionChangeType.REOPENED: "re-opened"}
 
 
 @dataclass(frozen=True)
@@ -96,16 +108,16 @@ class RoutingEngine:
         open_kfid = item.open_kfid or ""
         if item.is_event:
             handler = {
-                "enter_session": self._enter_session,
-                "session_status_change": self._session_status_change,
-                "servicer_status_change": self._servicer_status_change,
-                "msg_send_fail": self._send_failed,
+                EventType.ENTER_SESSION: self._enter_session,
+                EventType.SESSION_STATUS_CHANGE: self._session_status_change,
+                EventType.SERVICER_STATUS_CHANGE: self._servicer_status_change,
+                EventType.MSG_SEND_FAIL: self._send_failed,
             }.get(item.event_type or "")
             if handler is not None:
                 handler(item, open_kfid)
-        elif item.origin == 3 and item.external_userid:
+        elif item.origin == Origin.CUSTOMER and item.external_userid:
             self._customer_message(item, open_kfid, item.external_userid)
-        elif item.origin == 5 and item.external_userid and item.servicer_userid:
+        elif item.origin == Origin.SERVICER and item.external_userid and item.servicer_userid:
             # Servicers' own messages route nothing; they only count (messages, first response).
             session = self.state.session(open_kfid, item.external_userid)
             self.accounting.servicer_message(item.msgid, self._at(item), open_kfid, item.external_userid,
@@ -117,15 +129,15 @@ class RoutingEngine:
     # -- welcome --------------------------------------------------------------------------------
 
     def _enter_session(self, item: SyncItem, open_kfid: str) -> None:
-        event, euid = item.event, item.external_userid
-        if not euid:
+        event, euid = item.event_as(EnterSessionEvent), item.external_userid
+        if not euid or event is None:
             return
-        scene = getattr(event, "scene", None) or None
-        self.state.update_session(open_kfid, euid, {"scene": scene or "", "scene_param": getattr(event, "scene_param", None) or "",
+        scene = event.scene or None
+        self.state.update_session(open_kfid, euid, {"scene": scene or "", "scene_param": event.scene_param or "",
                                                      "entered_at": item.send_time or int(self.clock())})
-        self.accounting.entered(item.msgid, self._at(item), open_kfid, euid, scene, getattr(event, "scene_param", None))
+        self.accounting.entered(item.msgid, self._at(item), open_kfid, euid, scene, event.scene_param)
         policy = self.rules.policy(open_kfid, scene)
-        code = getattr(event, "welcome_code", None)
+        code = event.welcome_code
         decision = Decision(open_kfid, euid, scene, "welcome", "none")
         if not code or not policy.welcome:
             decision = Decision(open_kfid, euid, scene, "welcome", "skipped",
@@ -360,16 +372,16 @@ class RoutingEngine:
     # -- session changes made by servicers ------------------------------------------------------
 
     def _session_status_change(self, item: SyncItem, open_kfid: str) -> None:
-        event, euid = item.event, item.external_userid
+        event, euid = item.event_as(SessionStatusChangeEvent), item.external_userid
         if not euid or event is None:
             return
-        change = int(getattr(event, "change_type", 0) or 0)
-        old = getattr(event, "old_servicer_userid", None) or None
-        new = getattr(event, "new_servicer_userid", None) or None
+        change = event.change_type
+        old = event.old_servicer_userid or None
+        new = event.new_servicer_userid or None
         session = self.state.session(open_kfid, euid)
         scene = session.get("scene") or None
         counted = session.get("counted")
-        if change == 3:  # ended
+        if change == SessionChangeType.ENDED:
             if counted:
                 self.state.move_count(open_kfid, euid, str(counted), None)
             self.state.update_session(open_kfid, euid, {"state": ENDED}, remove=("servicer", "pool_key"))
@@ -378,23 +390,23 @@ class RoutingEngine:
             if old:
                 self.state.update_session(open_kfid, euid, {"last_servicer": old, "last_served_at": item.send_time or int(self.clock())})
             closing = decide.closing_message(self.rules.policy(open_kfid, scene).closing)
-            code = getattr(event, "msg_code", None)
+            code = event.msg_code
             outcome = "ended"
             if closing and code and self.clock() - (item.send_time or self.clock()) <= self.settings.welcome_max_age:
                 outcome = "ended, closing " + self._send_closing(open_kfid, euid, code, item.msgid, closing)
             self.accounting.ended(item.msgid, self._at(item), open_kfid, euid, scene, old)
             self.record(Decision(open_kfid, euid, scene, "session ended", outcome, servicer=old))
-        elif change in (1, 2, 4) and new:  # picked from the pool, transferred, re-opened
+        elif change in HUMAN_CHANGES and new:
             self.state.move_count(open_kfid, euid, str(counted) if counted else None, new)
             self.state.update_session(open_kfid, euid, {"state": HUMAN, "servicer": new, "last_servicer": new,
                                                          "last_served_at": self._at(item), "assigned_at": self._at(item)},
                                       remove=("pool_key",))
             self.accounting.assigned(self._at(item), open_kfid, euid, scene, new,
                                      str(session.get("session_id") or session.get("session_started")),
-                                     {1: "picked from pool", 2: "transferred", 4: "re-opened"}[change])
+                                     HUMAN_CHANGES[SessionChangeType(change)])
             if session.get("pool_key"):
                 self.state.pool_remove(open_kfid, str(session["pool_key"]))
-            name = {1: "picked from pool", 2: "transferred", 4: "re-opened"}[change]
+            name = HUMAN_CHANGES[SessionChangeType(change)]
             self.record(Decision(open_kfid, euid, scene, name, "human", servicer=new))
         self.drain_pool(open_kfid)
 
@@ -408,11 +420,11 @@ class RoutingEngine:
         return self._send_on_event(code, decide.send_id(msgid, "closing"), closing)
 
     def _servicer_status_change(self, item: SyncItem, open_kfid: str) -> None:
-        event = item.event
-        userid = getattr(event, "servicer_userid", None)
-        if not userid:
+        event = item.event_as(ServicerStatusChangeEvent)
+        userid = event.servicer_userid if event is not None else None
+        if event is None or not userid:
             return
-        receiving = int(getattr(event, "status", 0) or 0) == 1
+        receiving = event.status == ServicerStatus.RECEIVING
         self.state.set_servicer(open_kfid, str(userid), receiving)
         self.record(Decision(open_kfid, None, None, "servicer status", "on duty" if receiving else "off duty",
                              servicer=str(userid)))
@@ -420,9 +432,9 @@ class RoutingEngine:
             self.drain_pool(open_kfid)
 
     def _send_failed(self, item: SyncItem, open_kfid: str) -> None:
-        event = item.event
+        event = item.event_as(MsgSendFailEvent) or MsgSendFailEvent()
         self.record(Decision(open_kfid, item.external_userid, None, "msg_send_fail", "reported",
-                             detail=f"fail_type={getattr(event, 'fail_type', None)} msgid={getattr(event, 'fail_msgid', None)}"))
+                             detail=f"fail_type={event.fail_type} msgid={event.fail_msgid}"))
 
     # -- the pool -------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from kefu import aws
 from kefu.store.dynamo import batch_get, put_all
-from kefu.wecom.models import SyncItem
+from kefu.wecom.models import EnterSessionEvent, SyncItem
 
 DAY = 86400
 
@@ -38,11 +38,11 @@ def to_record(item: SyncItem, msgid: str, sequence: int, stored_at: int, retenti
     record.update({k: v for k, v in optional.items() if v not in (None, "")})
     if item.open_kfid and item.external_userid:
         record["conv"] = conversation_key(item.open_kfid, item.external_userid)
-        if item.event_type == "enter_session":
-            event = item.event
+        entry = item.event_as(EnterSessionEvent)
+        if entry is not None:
             record["entry_of"] = record["conv"]
-            record["scene"] = getattr(event, "scene", None) or ""
-            record["scene_param"] = getattr(event, "scene_param", None) or ""
+            record["scene"] = entry.scene or ""
+            record["scene_param"] = entry.scene_param or ""
     if retention_days > 0:
         record["expires_at"] = send_time + retention_days * DAY
     return record

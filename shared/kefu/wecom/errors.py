@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+# Every WeCom errcode Kefu acts on, by name (the other modules import them from here).
 SYSTEM_BUSY = -1
-TOKEN_ERRORS = frozenset({40001, 40014, 42001})
+BAD_SECRET = 40001
+BAD_CORP_ID = 40013
+INVALID_PARAMETER = 40058  # also a repeated send msgid ("duplicate msgid")
+API_FORBIDDEN = 48002
+INVALID_OPEN_KFID = 95000
+ACCOUNT_NOT_FOUND = 95004
+NOT_A_SERVICER = 95014
+INVALID_STATE_TRANSITION = 95016
+SEND_WRONG_STATE = 95018
+TOKEN_ERRORS = frozenset({BAD_SECRET, 40014, 42001})
 # WeCom's answers that it did not run the call (busy, API rate limit, concurrency limit): any
 # call, read or write, may be repeated after them.
 RETRYABLE_ERRORS = frozenset({SYSTEM_BUSY, 45009, 45033})

@@ -101,6 +101,16 @@ class SessionChangeType(IntEnum):
     REOPENED = 4
 
 
+class ServiceState(IntEnum):
+    """A session's ``service_state`` (kf/service_state/get and trans)."""
+
+    NEW = 0  # not handled yet
+    BOT = 1  # with the smart assistant / the API
+    POOL = 2  # waiting in the pool
+    HUMAN = 3  # with a servicer
+    ENDED = 4  # ended (until the customer writes again)
+
+
 MEDIA_MSGTYPES = frozenset({"image", "voice", "video", "file"})
 
 
@@ -446,6 +456,8 @@ class RejectCustomerMsgSwitchChangeEvent(KfEvent):
     reject_switch: OptInt = None  # 1 servicer rejects the customer's messages, 0 lifted
 
 
+EventT = TypeVar("EventT", bound=KfEvent)
+
 EVENT_MODELS: dict[str, type[KfEvent]] = {
     EventType.ENTER_SESSION: EnterSessionEvent,
     EventType.MSG_SEND_FAIL: MsgSendFailEvent,
@@ -503,6 +515,10 @@ class SyncItem(KfModel):
     @property
     def is_event(self) -> bool:
         return self.msgtype == "event"
+
+    def event_as(self, model: type[EventT]) -> EventT | None:
+        """The event, when it is of ``model``'s type (parsed by event_type), else None."""
+        return self.event if isinstance(self.event, model) else None
 
     @property
     def event_type(self) -> str | None:
