@@ -11,11 +11,12 @@ PY := $(VENV)/bin/python
 export SAM_CLI_TELEMETRY := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help dev test unit integration lint-template security env clean bench slow
+.PHONY: help dev test unit integration lint lint-template security env clean bench slow
 
 help:
 	@echo "make dev    - run the local stack (AWS emulator + WeCom simulator) with a scripted demo"
 	@echo "make test   - run every test and check (creates the environments if needed)"
+	@echo "make lint   - ruff and mypy on the code"
 	@echo "make lint-template - cfn-lint 1.53.3 and sam validate --lint on template.yaml"
 	@echo "make security - checkov on template.yaml, bandit on the code"
 	@echo "make bench  - run the benchmarks and the cost model, write docs/PERFORMANCE.md"
@@ -95,7 +96,12 @@ unit: $(VENV)/.stamp
 integration: $(VENV)/.stamp
 	$(PY) -m pytest tests/integration -q
 
-test: env lint-template security
+# ruff and mypy on the code (rules and settings in pyproject.toml).
+lint: $(VENV)/.stamp
+	$(VENV)/bin/ruff check shared functions cli local
+	$(VENV)/bin/mypy shared/kefu cli/kefu_cli functions/*/app.py
+
+test: env lint lint-template security
 	$(PY) -m pytest -q
 
 clean:

@@ -48,8 +48,9 @@ def make_faithful() -> None:
             left = deadline - time.monotonic()
             if got or left <= 0:
                 return got
-            with queue._messages_lock:  # woken by the next message sent to the queue
-                queue._messages_lock.wait(timeout=min(left, 0.05))
+            # Woken by the next message sent to the queue: moto's own condition, patched from outside.
+            with queue._messages_lock:  # noqa: SLF001 - moto exposes no public way to wait on it
+                queue._messages_lock.wait(timeout=min(left, 0.05))  # noqa: SLF001
 
     DynamoHandler.call_action = atomic_call_action  # type: ignore[method-assign]
     SQSBackend.receive_message = fresh_receive  # type: ignore[method-assign]

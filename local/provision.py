@@ -81,7 +81,7 @@ def create_queues(template: Template, stack_name: str, session: Any) -> dict[str
 def create_buckets(template: Template, stack_name: str, session: Any) -> dict[str, str]:
     s3 = session.client("s3")
     names = {}
-    for logical_id, resource in template.resources("AWS::S3::Bucket").items():
+    for logical_id in template.resources("AWS::S3::Bucket"):
         name = f"{stack_name}-{logical_id}".lower()
         try:
             s3.create_bucket(Bucket=name)

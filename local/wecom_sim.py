@@ -44,10 +44,11 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -363,7 +364,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         else:
             body = self.rfile.read(length) if length > 0 else b""
-            status, headers, payload = self.server.simulator._handle_http(method, self.path, body)
+            status, headers, payload = self.server.simulator._handle_http(method, self.path, body)  # noqa: SLF001 - its own server
         self.send_response(status)
         for name, value in headers:
             self.send_header(name, value)

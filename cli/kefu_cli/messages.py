@@ -116,7 +116,8 @@ def summary(item: dict[str, Any], media_url: str | None = None) -> str:
     """One line saying what the item is: the text, a media link, or the event and its details."""
     raw = _raw(item)
     msgtype = str(item.get("msgtype") or raw.get("msgtype") or "unknown")
-    body = raw.get(msgtype) if isinstance(raw.get(msgtype), dict) else {}
+    found = raw.get(msgtype)
+    body: dict[str, Any] = found if isinstance(found, dict) else {}
     if msgtype == "text":
         text = str(body.get("content", ""))
         return f"{text}  (menu click {body['menu_id']})" if body.get("menu_id") else text
@@ -125,7 +126,8 @@ def summary(item: dict[str, Any], media_url: str | None = None) -> str:
             return f"[{msgtype}] {media_url}"
         return f"[{msgtype}] (media not stored yet)" if body.get("media_id") else f"[{msgtype}]"
     if msgtype == "event":
-        return _event(raw.get("event") if isinstance(raw.get("event"), dict) else {})
+        event = raw.get("event")
+        return _event(event if isinstance(event, dict) else {})
     fields: dict[str, tuple[str, ...]] = {
         "location": ("name", "address", "latitude", "longitude"),
         "link": ("title", "url"),
@@ -167,7 +169,7 @@ def _event(event: dict[str, Any]) -> str:
         if event.get("new_servicer_userid"):
             details.append(f"to {event['new_servicer_userid']}")
     elif kind == "servicer_status_change":
-        status = {1: "receiving", 2: "stopped"}.get(event.get("status"), f"status {event.get('status')}")
+        status = {1: "receiving", 2: "stopped"}.get(int(event.get("status") or 0), f"status {event.get('status')}")
         details.append(f"{event.get('servicer_userid', '')} {status}".strip())
     elif kind == "msg_send_fail":
         details.append(f"message {event.get('fail_msgid', '')} not delivered (fail_type {event.get('fail_type')})")

@@ -6,7 +6,7 @@ execute-api) using the caller's AWS credentials. The local stack serves it witho
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import date
 from typing import Any
 from urllib.parse import urlencode
@@ -119,7 +119,7 @@ def _cells(row: Mapping[str, Any], columns: list[tuple[str, str]]) -> list[Any]:
     return cells
 
 
-def _table(rows: list[Mapping[str, Any]], columns: list[tuple[str, str]], averages: dict[str, str]) -> str:
+def _table(rows: Sequence[Mapping[str, Any]], columns: list[tuple[str, str]], averages: dict[str, str]) -> str:
     ordered = sorted(rows, key=lambda r: tuple(str(r.get(k) or "") for k, _ in columns[:KEYS]))
     body = [_cells(r, columns) for r in ordered]
     if len(ordered) > 1:

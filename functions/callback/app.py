@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
@@ -12,6 +13,9 @@ from kefu.crypto import WXBizMsgCrypt
 from kefu.errors import error_response
 from kefu.queues import enqueue_sync
 from kefu.secrets import load_secrets
+
+if TYPE_CHECKING:  # the type only: no import at cold start
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 SERVICE = "callback"
 settings = load(CallbackSettings)
@@ -73,5 +77,5 @@ def rejected(exc: callback.CallbackRejected) -> Response:
 
 @logger.inject_lambda_context(clear_state=True)
 @observability.metrics(SERVICE).log_metrics
-def handler(event: dict, context: object) -> dict:
+def handler(event: dict[str, Any], context: LambdaContext) -> Any:
     return app.resolve(event, context)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
 
@@ -18,6 +18,9 @@ from kefu.config import LinksSettings, load
 from kefu.errors import error_response
 from kefu.links import FORMATS, AccountDirectory, LinkConfig, LinkError, LinkService, parse_request, render_qr
 from kefu.store.links import LinkStore
+
+if TYPE_CHECKING:  # the type only: no import at cold start
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 SERVICE = "links"
 PREFLIGHT_MAX_AGE = 600  # seconds a browser may reuse a preflight answer
@@ -106,5 +109,5 @@ def failed(exc: Exception) -> Response:
 
 @logger.inject_lambda_context(clear_state=True)
 @observability.metrics(SERVICE).log_metrics
-def handler(event: dict, context: object) -> dict:
+def handler(event: dict[str, Any], context: LambdaContext) -> Any:
     return app.resolve(event, context)

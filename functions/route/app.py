@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import process_partial_response
 
@@ -19,6 +20,9 @@ from kefu.store.routing_state import RoutingState
 from kefu.store.stats import StatsStore
 from kefu.wecom.connect import connect
 from kefu.wecom.models import parse_item
+
+if TYPE_CHECKING:  # the type only: no import at cold start
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 SERVICE = "route"
 settings = load(RouteSettings)
@@ -58,5 +62,5 @@ def record_handler(record) -> None:  # noqa: ANN001 - Powertools SQSRecord
 
 @logger.inject_lambda_context(clear_state=True)
 @observability.metrics(SERVICE).log_metrics
-def handler(event: dict, context: object) -> dict:
+def handler(event: dict[str, Any], context: LambdaContext) -> Any:
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
@@ -13,6 +14,9 @@ from kefu.errors import error_response
 from kefu.stats import day_of
 from kefu.stats_report import StatsQueryError, parse_query, report
 from kefu.store.stats import StatsStore
+
+if TYPE_CHECKING:  # the type only: no import at cold start
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 SERVICE = "stats"
 settings = load(Settings)
@@ -36,5 +40,5 @@ def bad_query(exc: StatsQueryError) -> Response:
 
 
 @logger.inject_lambda_context(clear_state=True)
-def handler(event: dict, context: object) -> dict:
+def handler(event: dict[str, Any], context: LambdaContext) -> Any:
     return app.resolve(event, context)

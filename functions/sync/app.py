@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import process_partial_response
 
@@ -17,6 +18,9 @@ from kefu.store.messages import MessageStore
 from kefu.store.routing_state import RoutingState
 from kefu.sync import PullResult, SyncDeps, SyncPolicy, pull_account
 from kefu.wecom.connect import connect
+
+if TYPE_CHECKING:  # the type only: no import at cold start
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 SERVICE = "sync"
 settings = load(SyncSettings)
@@ -73,6 +77,6 @@ def _report(result: PullResult) -> None:
 
 @logger.inject_lambda_context(clear_state=True)
 @observability.metrics(SERVICE).log_metrics
-def handler(event: dict, context: object) -> dict:
+def handler(event: dict[str, Any], context: LambdaContext) -> Any:
     _pulled.clear()
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -62,7 +62,7 @@ class SyncDeps:
     customers: Any  # CustomerStore
     media: Any  # MediaStore
     hand_on: Callable[[list[QueueMessage]], None]
-    servicer_status: Callable[[str, str, bool], None] = lambda open_kfid, userid, receiving: None
+    servicer_status: Callable[[str, str, bool], object] = lambda open_kfid, userid, receiving: None
     log: Callable[..., None] = lambda *args, **kwargs: None
     clock: Callable[[], float] = time.time
 

@@ -107,12 +107,13 @@ class RoutingEngine:
     def _dispatch(self, item: SyncItem) -> None:
         open_kfid = item.open_kfid or ""
         if item.is_event:
-            handler = {
+            handlers: dict[str, Callable[[SyncItem, str], None]] = {
                 EventType.ENTER_SESSION: self._enter_session,
                 EventType.SESSION_STATUS_CHANGE: self._session_status_change,
                 EventType.SERVICER_STATUS_CHANGE: self._servicer_status_change,
                 EventType.MSG_SEND_FAIL: self._send_failed,
-            }.get(item.event_type or "")
+            }
+            handler = handlers.get(item.event_type or "")
             if handler is not None:
                 handler(item, open_kfid)
         elif item.origin == Origin.CUSTOMER and item.external_userid:

@@ -14,8 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from kefu import aws
-from kefu import stats
+from kefu import aws, stats
 from kefu.store.dynamo import is_conditional_failure
 from kefu.store.stats import StatsStore
 

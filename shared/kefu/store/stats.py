@@ -26,7 +26,7 @@ def _updates(table: str, increments: list[Increment]) -> list[dict[str, Any]]:
             names[f"#f{i}"] = inc.field
             values[f":n{i}"] = inc.amount
             adds.append(f"#f{i} :n{i}")
-        for j, (key, value) in enumerate(dict(l for inc in incs for l in inc.labels).items()):
+        for j, (key, value) in enumerate(dict(label for inc in incs for label in inc.labels).items()):
             names[f"#l{j}"] = key
             values[f":l{j}"] = value
             sets.append(f"#l{j} = :l{j}")

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kefu.wecom.client import WeComClient
+from kefu.wecom.errors import WeComError
 
 SYNC_LIMIT = 1000
 BATCHGET_LIMIT = 100
@@ -99,8 +100,6 @@ def add_contact_way(client: WeComClient, open_kfid: str, scene: str) -> str:
     data = client.write("kf/add_contact_way", {"open_kfid": open_kfid, "scene": scene})
     url = data.get("url")
     if not isinstance(url, str) or not url.startswith(("https://", "http://")):
-        from kefu.wecom.errors import WeComError  # noqa: PLC0415 - kept local to this appended block
-
         raise WeComError("kf/add_contact_way", None, "answer carries no url")
     return url
 

@@ -12,6 +12,7 @@ Only pydantic and the standard library are imported here (this module loads in e
 
 import builtins
 import json
+from collections.abc import Mapping
 from enum import IntEnum, StrEnum
 from typing import Annotated, Any, ClassVar, TypeVar
 
@@ -241,7 +242,7 @@ class CallbackEvent(BaseModel):
     KF_ACCOUNT_AUTH_CHANGE: ClassVar[str] = "kf_account_auth_change"
 
     @classmethod
-    def from_xml_fields(cls, fields: dict[str, str | None]) -> "CallbackEvent":
+    def from_xml_fields(cls, fields: Mapping[str, str | None]) -> "CallbackEvent":
         """Build from an already-parsed flat mapping of XML tag -> text. Tags with no text
         (None) count as absent. Raises ``pydantic.ValidationError`` on bad or missing values."""
         known: dict[str, Any] = {}
