@@ -35,7 +35,7 @@ _engine: RoutingEngine | None = None
 
 def _record(decision: Decision) -> None:
     logger.info("route decision", extra=decision.fields())
-    observability.count(SERVICE, "RouteDecision", outcome=decision.outcome.split(":")[0].split(",")[0])
+    observability.count(SERVICE, "RouteDecision", outcome=str(decision.outcome))
 
 
 def engine() -> RoutingEngine:

@@ -8,6 +8,7 @@ import re
 import pytest
 
 from kefu.routing import decide
+from kefu.routing.session import Session
 from kefu.routing.rules import Bot, BotReply, Closing, MenuItem, Policy, Satisfaction
 
 BOT = Bot(replies=[BotReply(keywords=["price", "价格"], text="price-text"),
@@ -81,11 +82,11 @@ def test_the_sticky_servicer_comes_first_when_eligible() -> None:
 
 
 def test_sticky_memory_lasts_sticky_hours() -> None:
-    session = {"last_servicer": "alice", "last_served_at": NOW - 3600}
+    session = Session(last_servicer="alice", last_served_at=int(NOW - 3600))
     assert decide.sticky_servicer(session, Policy(sticky_hours=2), NOW) == "alice"
     assert decide.sticky_servicer(session, Policy(sticky_hours=0.5), NOW) is None
     assert decide.sticky_servicer(session, Policy(sticky_hours=0), NOW) is None  # off
-    assert decide.sticky_servicer({}, Policy(sticky_hours=72), NOW) is None
+    assert decide.sticky_servicer(Session(), Policy(sticky_hours=72), NOW) is None
 
 
 # -- session end -----------------------------------------------------------------------------
@@ -147,3 +148,18 @@ def test_routed_recognises_a_repeat_and_remembers_only_the_last_few() -> None:
     assert len(routed.tags) == ROUTED_KEEP
     assert not routed.has_seen("m0") and routed.has_seen(f"m{ROUTED_KEEP}")
     assert all(len(tag) == 10 for tag in routed.tags)  # short tags keep the session item small
+
+
+def test_a_session_item_reads_as_a_typed_session() -> None:
+    from decimal import Decimal
+
+    from kefu.wecom.models import ServiceState
+
+    item = {"state": Decimal(3), "servicer": "alice", "counted": "alice", "scene": "", "sends": Decimal(2),
+            "session_started": Decimal(1700000000), "routed": ["a1", "b2"], "unknown_field": "kept out"}
+    session = Session.from_item(item)
+    assert session.state is ServiceState.HUMAN and session.servicer == "alice" and session.scene is None
+    assert session.sends == 2 and session.routed == ("a1", "b2") and session.name == "1700000000"
+    assert Session.from_item(None) == Session() and Session.from_item({"state": Decimal(9)}).state is None
+    moved = session.with_fields({"state": 4, "session_id": "m1", "not_a_field": 1})
+    assert moved.state is ServiceState.ENDED and moved.name == "m1" and session.state is ServiceState.HUMAN

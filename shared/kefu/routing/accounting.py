@@ -4,10 +4,9 @@ caused it, so a retried queue record never counts twice."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from kefu import stats
 from kefu.events import Emit, no_events
+from kefu.routing.session import Session
 from kefu.store.stats import StatsStore
 
 
@@ -48,15 +47,14 @@ class Accounting:
                     "how": how, "time": at})
 
     def servicer_message(self, msgid: str, at: int, open_kfid: str, euid: str, servicer: str,
-                         session: dict[str, Any]) -> None:
+                         session: Session) -> None:
         day = self._day(at)
         self._count(f"smsg#{msgid}", [stats.servicer(day, open_kfid, servicer, "messages")])
-        assigned_at = session.get("assigned_at")
-        marker = session.get("session_id") or session.get("session_started")
-        if assigned_at is not None and session.get("servicer") == servicer and at >= int(assigned_at):
-            self._count(f"frt#{open_kfid}#{euid}#{marker}#{servicer}", [
+        assigned_at = session.assigned_at
+        if assigned_at is not None and session.servicer == servicer and at >= assigned_at:
+            self._count(f"frt#{open_kfid}#{euid}#{session.name}#{servicer}", [
                 stats.servicer(day, open_kfid, servicer, "first_responses"),
-                stats.servicer(day, open_kfid, servicer, "first_response_seconds", at - int(assigned_at)),
+                stats.servicer(day, open_kfid, servicer, "first_response_seconds", at - assigned_at),
             ])
 
     def ended(self, msgid: str, at: int, open_kfid: str, euid: str, scene: str | None, servicer: str | None) -> None:

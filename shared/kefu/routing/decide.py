@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from kefu.routing.rules import Bot, Closing, Policy
+from kefu.routing.session import Session
 
 BotOutcome = Literal["reply", "handoff", "unmatched"]
 
@@ -61,8 +62,8 @@ def order_candidates(eligible: list[str], loads: dict[str, int], strategy: str, 
     return rotated
 
 
-def sticky_servicer(session: dict[str, Any], policy: Policy, now: float) -> str | None:
-    last, at = session.get("last_servicer"), session.get("last_served_at")
+def sticky_servicer(session: Session, policy: Policy, now: float) -> str | None:
+    last, at = session.last_servicer, session.last_served_at
     if not last or at is None or policy.sticky_hours <= 0:
         return None
     return str(last) if now - float(at) <= policy.sticky_hours * 3600 else None

@@ -23,6 +23,7 @@ from typing import Any
 
 from kefu import aws
 from kefu.routing.decide import Routed
+from kefu.routing.session import Session
 from kefu.store.dynamo import is_conditional_failure
 
 SEND_WINDOW = 48 * 3600
@@ -53,9 +54,9 @@ class RoutingState:
 
     # -- sessions ---------------------------------------------------------------------------
 
-    def session(self, open_kfid: str, euid: str) -> dict[str, Any]:
+    def session(self, open_kfid: str, euid: str) -> Session:
         item = self._table.get_item(Key=self.session_key(open_kfid, euid), ConsistentRead=True).get("Item")
-        return dict(item or {})
+        return Session.from_item(item)
 
     def update_session(self, open_kfid: str, euid: str, set_fields: dict[str, Any] | None = None,
                        remove: tuple[str, ...] = (), condition: str | None = None,
@@ -89,7 +90,7 @@ class RoutingState:
 
     def routed(self, open_kfid: str, euid: str) -> Routed:
         """The customer's newest items the engine has finished with (see decide.Routed)."""
-        return Routed(tuple(str(tag) for tag in self.session(open_kfid, euid).get("routed") or ()))
+        return Routed(self.session(open_kfid, euid).routed)
 
     def mark_routed(self, open_kfid: str, euid: str, routed: Routed) -> None:
         self.update_session(open_kfid, euid, {"routed": list(routed.tags)})
@@ -112,7 +113,8 @@ class RoutingState:
             return True
         except Exception as exc:
             if is_conditional_failure(exc):
-                return send_id in (self.session(open_kfid, euid).get("send_ids") or set())
+                item = self._table.get_item(Key=self.session_key(open_kfid, euid), ConsistentRead=True).get("Item") or {}
+                return send_id in (item.get("send_ids") or set())
             raise
 
     # -- capacity -----------------------------------------------------------------------------

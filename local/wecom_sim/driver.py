@@ -1,0 +1,308 @@
+"""The customer-side driver: what customers, servicers and the WeCom client do to the corp."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from local.wecom_sim.callbacks import CallbackSender
+from local.wecom_sim.state import (
+    END_CODE_TTL,
+    ENDED,
+    HUMAN,
+    MEDIA_CONTENT_TYPES,
+    MEDIA_MSGTYPES,
+    NEW,
+    POOL,
+    REPLY_CODE_TTL,
+    WELCOME_CODE_TTL,
+    _Account,
+    _byte_len,
+    _random_id,
+    _Servicer,
+)
+
+
+def _fake_media(msgtype: str) -> bytes:
+    noise = secrets.token_bytes(64)
+    if msgtype == "image":
+        return b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00" + noise + b"\xff\xd9"
+    if msgtype == "voice":
+        return b"#!AMR\n" + noise
+    if msgtype == "video":
+        return b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + noise
+    return b"kefu simulator file\n" + noise
+
+
+class CustomerDriver(CallbackSender):
+    """Python methods (also the ``/sim/<action>`` admin endpoints) that play the other side of the chat."""
+
+    # ------------------------------------------------------------------ customer-side driver
+
+    def add_account(
+        self,
+        open_kfid: str | None = None,
+        name: str = "Kefu Demo",
+        manage_privilege: bool = True,
+        avatar: str | None = None,
+    ) -> str:
+        with self._lock:
+            kfid = open_kfid or _random_id("wk", 30)
+            if kfid in self._accounts:
+                raise ValueError(f"account {kfid} exists")
+            digest = hashlib.sha256(kfid.encode()).hexdigest()[:24]
+            self._accounts[kfid] = _Account(
+                kfid, name, avatar or f"https://wework.qpic.cn/wwhead/{digest}/0", manage_privilege
+            )
+            return kfid
+
+    def add_servicer(self, open_kfid: str, userid: str, status: int = 0, stop_type: int = 0) -> None:
+        if status not in (0, 1):
+            raise ValueError("status is 0 (receiving) or 1 (stopped)")
+        with self._lock:
+            self._require_account(open_kfid).servicers[userid] = _Servicer(userid, status, stop_type)
+
+    def set_servicer_status(self, open_kfid: str, userid: str, receiving: bool, stop_type: int = 0) -> str:
+        """Change a servicer's status and log a servicer_status_change event (1 receiving, 2 stopped)."""
+        with self._lock:
+            servicer = self._require_servicer(open_kfid, userid)
+            servicer.status = 0 if receiving else 1
+            servicer.stop_type = 0 if receiving else stop_type
+            event: dict[str, Any] = {
+                "event_type": "servicer_status_change",
+                "servicer_userid": userid,
+                "open_kfid": open_kfid,
+                "status": 1 if receiving else 2,
+            }
+            if not receiving:
+                event["stop_type"] = stop_type
+            msgid = self._append_event(open_kfid, event)
+        self._notify(open_kfid)
+        return msgid
+
+    def customer_enter(
+        self,
+        open_kfid: str,
+        external_userid: str | None = None,
+        scene: str = "",
+        scene_param: str = "",
+        welcome: bool = True,
+        wechat_channels: dict[str, Any] | None = None,
+        nickname: str | None = None,
+    ) -> tuple[str, str | None]:
+        """The customer opens the chat; returns (external_userid, welcome_code or None)."""
+        with self._lock:
+            self._require_account(open_kfid)
+            now = self.now()
+            customer = self._customer(external_userid or _random_id("wm", 30), nickname)
+            context: dict[str, Any] = {"scene": scene, "scene_param": scene_param}
+            if wechat_channels:
+                context["wechat_channels"] = dict(wechat_channels)
+            customer.context = context
+            customer.entered_at = now
+            customer.last_seen = now
+            session = self._session(open_kfid, customer.external_userid)
+            code: str | None = None
+            if welcome and self._welcome_allowed(session, now):
+                code = self._issue_code(session, "welcome", WELCOME_CODE_TTL, None)
+            event: dict[str, Any] = {
+                "event_type": "enter_session",
+                "open_kfid": open_kfid,
+                "external_userid": customer.external_userid,
+                "scene": scene,
+                "scene_param": scene_param,
+            }
+            if code:
+                event["welcome_code"] = code
+            if wechat_channels:
+                event["wechat_channels"] = dict(wechat_channels)
+            self._append_event(open_kfid, event)
+            euid = customer.external_userid
+        self._notify(open_kfid)
+        return euid, code
+
+    def customer_enter_via_link(
+        self,
+        url: str,
+        external_userid: str | None = None,
+        welcome: bool = True,
+        wechat_channels: dict[str, Any] | None = None,
+    ) -> tuple[str, str | None]:
+        """Open a link issued by kf/add_contact_way (with an optional &scene_param=...)."""
+        parts = urlsplit(url)
+        query = parse_qs(parts.query, keep_blank_values=True)
+        key = (parts.path.rsplit("/", 1)[-1], query.get("enc_scene", [""])[0])
+        with self._lock:
+            target = self._links.get(key)
+        if target is None:
+            raise ValueError("link was not issued by this simulator; WeCom would deliver no enter_session")
+        scene_param = query.get("scene_param", [""])[0]
+        if _byte_len(scene_param) > 128:
+            raise ValueError("scene_param is over 128 bytes")
+        open_kfid, scene = target
+        return self.customer_enter(
+            open_kfid, external_userid, scene=scene, scene_param=scene_param if scene else "",
+            welcome=welcome, wechat_channels=wechat_channels,
+        )
+
+    def customer_says(self, open_kfid: str, external_userid: str, text: str, menu_id: str | None = None) -> str:
+        """A customer text (origin 3). With ``menu_id`` it is a menu click, which opens no window."""
+        payload: dict[str, Any] = {"content": text}
+        if menu_id is not None:
+            payload["menu_id"] = menu_id
+        return self._customer_message(open_kfid, external_userid, "text", payload, opens_window=menu_id is None)
+
+    def customer_sends_media(
+        self,
+        open_kfid: str,
+        external_userid: str,
+        msgtype: str = "image",
+        data: bytes | None = None,
+        filename: str | None = None,
+    ) -> str:
+        """A customer image/voice/video/file; the blob is then served by media/get."""
+        if msgtype not in MEDIA_MSGTYPES:
+            raise ValueError(f"msgtype must be one of {MEDIA_MSGTYPES}")
+        content_type, ext = MEDIA_CONTENT_TYPES[msgtype]
+        with self._lock:
+            media_id = self._store_media(content_type, data or _fake_media(msgtype), filename or f"{msgtype}.{ext}")
+        return self._customer_message(open_kfid, external_userid, msgtype, {"media_id": media_id})
+
+    def add_media(self, data: bytes, content_type: str = "image/jpeg", filename: str = "media.jpg") -> str:
+        """Store a blob and return its media_id (for links, avatars and tests of media/get)."""
+        with self._lock:
+            return self._store_media(content_type, data, filename)
+
+    def servicer_says(self, open_kfid: str, external_userid: str, servicer_userid: str, text: str) -> str:
+        """A servicer types in the WeCom client (origin 5). In an ended session this reopens it."""
+        with self._lock:
+            self._require_servicer(open_kfid, servicer_userid)
+            session = self._known_session(open_kfid, external_userid)
+            if session.state == ENDED:
+                self._reopen(session, servicer_userid)
+            elif session.state != HUMAN or session.servicer_userid != servicer_userid:
+                raise ValueError(
+                    f"session is in state {session.state} with servicer {session.servicer_userid!r}; "
+                    f"{servicer_userid} can write only to a session assigned to them (or an ended one)"
+                )
+            item = {
+                "open_kfid": open_kfid,
+                "external_userid": external_userid,
+                "origin": 5,
+                "servicer_userid": servicer_userid,
+                "msgtype": "text",
+                "text": {"content": text},
+            }
+            msgid = self._append(open_kfid, item)
+        self._notify(open_kfid)
+        return msgid
+
+    def pickup(self, open_kfid: str, external_userid: str, servicer_userid: str) -> str:
+        """A servicer takes the session from the waiting pool (change_type 1, with msg_code)."""
+        with self._lock:
+            self._require_servicer(open_kfid, servicer_userid)
+            session = self._known_session(open_kfid, external_userid)
+            if session.state != POOL:
+                raise ValueError(f"pickup needs a session in the pool (state 2), it is {session.state}")
+            session.state, session.servicer_userid = HUMAN, servicer_userid
+            code = self._issue_code(session, "pickup", REPLY_CODE_TTL, HUMAN)
+            session.reply_codes.add(HUMAN)
+            msgid = self._session_event(session, 1, new=servicer_userid, msg_code=code)
+        self._notify(open_kfid)
+        return msgid
+
+    def transfer(
+        self, open_kfid: str, external_userid: str, new_servicer_userid: str, old_servicer_userid: str | None = None
+    ) -> str:
+        """The current servicer hands the session to another servicer (change_type 2)."""
+        with self._lock:
+            self._require_servicer(open_kfid, new_servicer_userid)
+            session = self._known_session(open_kfid, external_userid)
+            if session.state != HUMAN:
+                raise ValueError(f"transfer needs a session with a servicer (state 3), it is {session.state}")
+            old = old_servicer_userid or session.servicer_userid
+            session.servicer_userid = new_servicer_userid
+            msgid = self._session_event(session, 2, old=old, new=new_servicer_userid)
+        self._notify(open_kfid)
+        return msgid
+
+    def end_session(self, open_kfid: str, external_userid: str, servicer_userid: str) -> str:
+        """A servicer ends the session (change_type 3, with a 20 s msg_code)."""
+        with self._lock:
+            self._require_servicer(open_kfid, servicer_userid)
+            session = self._known_session(open_kfid, external_userid)
+            if session.state == ENDED:
+                raise ValueError("session already ended")
+            session.state, session.servicer_userid = ENDED, ""
+            code = self._issue_code(session, "end", END_CODE_TTL, ENDED)
+            msgid = self._session_event(session, 3, old=servicer_userid, msg_code=code)
+        self._notify(open_kfid)
+        return msgid
+
+    def reopen(self, open_kfid: str, external_userid: str, servicer_userid: str) -> str:
+        """A servicer reopens an ended session (change_type 4)."""
+        with self._lock:
+            self._require_servicer(open_kfid, servicer_userid)
+            session = self._known_session(open_kfid, external_userid)
+            if session.state != ENDED:
+                raise ValueError(f"reopen needs an ended session (state 4), it is {session.state}")
+            msgid = self._reopen(session, servicer_userid)
+        self._notify(open_kfid)
+        return msgid
+
+    def send_fail(self, open_kfid: str, external_userid: str, fail_msgid: str, fail_type: int = 0) -> str:
+        with self._lock:
+            self._require_account(open_kfid)
+            event = {
+                "event_type": "msg_send_fail",
+                "open_kfid": open_kfid,
+                "external_userid": external_userid,
+                "fail_msgid": fail_msgid,
+                "fail_type": fail_type,
+            }
+            msgid = self._append_event(open_kfid, event)
+        self._notify(open_kfid)
+        return msgid
+
+    def add_raw_item(self, open_kfid: str, item: dict[str, Any], send_time: float | None = None) -> str:
+        """Append an item as given (unknown types, old items); fills msgid and send_time if absent."""
+        with self._lock:
+            self._require_account(open_kfid)
+            copy = json.loads(json.dumps(item))
+            if send_time is not None:
+                copy["send_time"] = int(send_time)
+            msgid = self._append(open_kfid, copy)
+        self._notify(open_kfid)
+        return msgid
+
+    # ------------------------------------------------------------------ driver helpers
+
+    def _customer_message(
+        self, open_kfid: str, external_userid: str, msgtype: str, payload: dict[str, Any], opens_window: bool = True
+    ) -> str:
+        with self._lock:
+            self._require_account(open_kfid)
+            now = self.now()
+            customer = self._customer(external_userid)
+            customer.last_seen = now
+            if opens_window:
+                session = self._session(open_kfid, external_userid)
+                if session.state == ENDED:
+                    session.generation += 1
+                    session.state, session.servicer_userid = NEW, ""
+                    session.reply_codes = set()
+                session.last_customer_msg = now
+                session.sends = 0
+            item = {
+                "open_kfid": open_kfid,
+                "external_userid": external_userid,
+                "origin": 3,
+                "msgtype": msgtype,
+                msgtype: payload,
+            }
+            msgid = self._append(open_kfid, item)
+        self._notify(open_kfid)
+        return msgid

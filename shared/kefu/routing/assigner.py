@@ -1,0 +1,192 @@
+"""Handing sessions to servicers: the duty roster, capacity reservations, transfers, the pool.
+
+Transfers are made from a known state and settled with kf/service_state/get when WeCom's answer
+leaves it open; load counts move inside conditional transactions (RoutingState.reserve), so
+concurrent assignments never push a servicer over the limit and a retried one never counts twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from kefu.routing import decide
+from kefu.routing.accounting import Accounting
+from kefu.routing.outcome import Decision, Outcome
+from kefu.routing.rules import Policy, Rules
+from kefu.routing.sending import Sender
+from kefu.routing.session import Session
+from kefu.store.routing_state import RoutingState
+from kefu.wecom import kf
+from kefu.wecom.client import WeComClient
+from kefu.wecom.errors import NOT_A_SERVICER, WeComError
+from kefu.wecom.models import ServiceState
+
+HUMAN, POOL = ServiceState.HUMAN, ServiceState.POOL
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    welcome_max_age: float = 20.0
+    roster_ttl: float = 600.0
+    drain_batch: int = 25
+    trans_attempts: int = 3
+    trans_backoff: float = 0.2
+
+
+@dataclass(frozen=True)
+class Target:
+    """Whose session, under which rules, and why (for the decision line)."""
+
+    open_kfid: str
+    euid: str
+    policy: Policy
+    scene: str | None
+    rule: str
+
+
+class Assigner:
+    def __init__(self, wecom: WeComClient, state: RoutingState, rules: Callable[[], Rules], settings: EngineSettings,
+                 record: Callable[[Decision], None], accounting: Accounting, sender: Sender,
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.wecom, self.state, self._rules, self.settings = wecom, state, rules, settings
+        self.record, self.accounting, self.sender = record, accounting, sender
+        self.clock, self.sleep = clock, sleep
+
+    def roster(self, open_kfid: str) -> dict[str, bool]:
+        """Who is on duty: the stored roster while fresh, else kf/servicer/list."""
+        held = self.state.roster(open_kfid)
+        now = self.clock()
+        if held is not None and now - held[1] < self.settings.roster_ttl:
+            return held[0]
+        fresh = kf.servicer_list(self.wecom, open_kfid)
+        self.state.save_roster(open_kfid, fresh, now)
+        return fresh
+
+    def known_state(self, open_kfid: str, euid: str, session: Session) -> Session:
+        """The session with its state known: cached, or asked of WeCom and stored."""
+        if session.state is not None:
+            return session
+        state, servicer = kf.service_state_get(self.wecom, open_kfid, euid)
+        fields: dict[str, object] = {"state": state}
+        if servicer:
+            fields["servicer"] = servicer
+        self.state.update_session(open_kfid, euid, fields)
+        return session.with_fields(fields)
+
+    def assign(self, target: Target, trigger: str | None = None) -> str | None:
+        """Transfer the session to a servicer with room, or put it in the pool; returns the servicer."""
+        servicer = self._try_servicers(target)
+        if servicer is None:
+            self.to_pool(trigger or f"{target.euid}-pool", target)
+        return servicer
+
+    def _try_servicers(self, target: Target) -> str | None:
+        open_kfid, euid, policy = target.open_kfid, target.euid, target.policy
+        session = self.state.session(open_kfid, euid)
+        counted = session.counted
+        if counted and session.state == HUMAN:
+            return counted  # a retried record: already assigned
+        roster = self.roster(open_kfid)
+        if counted and roster.get(counted):
+            # A reservation left by an attempt that died before its transfer: the capacity is
+            # already held for this servicer, so finish that transfer (the servicer may look full
+            # now precisely because of this reservation).
+            if self._transfer(open_kfid, euid, counted, session):
+                self._assigned(target, session, counted, f"{target.rule} (reserved)")
+                return counted
+            counted = None  # WeCom refused that servicer; _transfer gave the capacity back
+        elif counted:
+            # ...for a servicer who is no longer on duty: give the capacity back, choose again.
+            self.state.move_count(open_kfid, euid, counted, None)
+        loads = self.state.loads(open_kfid)
+        eligible = decide.eligible_servicers(policy, roster, loads)
+        if not eligible:
+            return None
+        sticky = decide.sticky_servicer(session, policy, self.clock())
+        rotation = self.state.next_rotation(open_kfid) if len(eligible) > 1 else 0
+        for servicer in decide.order_candidates(eligible, loads, policy.strategy, rotation, sticky):
+            held = self.state.reserve(open_kfid, euid, servicer, policy.max_active_per_servicer)
+            if held == "full":
+                continue
+            if held == "counted" and self.state.session(open_kfid, euid).counted != servicer:
+                continue
+            if self._transfer(open_kfid, euid, servicer, session):
+                why = "sticky" if servicer == sticky else policy.strategy
+                self._assigned(target, session, servicer, f"{target.rule} ({why})")
+                return servicer
+        return None
+
+    def _assigned(self, target: Target, session: Session, servicer: str, rule: str) -> None:
+        self.accounting.assigned(int(self.clock()), target.open_kfid, target.euid, target.scene, servicer,
+                                 str(session.name), target.rule)
+        self.record(Decision(target.open_kfid, target.euid, target.scene, rule, Outcome.ASSIGNED, servicer=servicer))
+
+    def _transfer(self, open_kfid: str, euid: str, servicer: str, session: Session) -> bool:
+        """trans to 3 with a counted reservation; undo the count when WeCom refuses."""
+        try:
+            self._trans(open_kfid, euid, HUMAN, servicer)
+        except WeComError as exc:
+            self.state.move_count(open_kfid, euid, servicer, None)
+            if exc.errcode == NOT_A_SERVICER:
+                self.state.set_servicer(open_kfid, servicer, False)
+                return False
+            raise
+        now = int(self.clock())
+        self.state.update_session(open_kfid, euid, {
+            "state": HUMAN, "servicer": servicer, "last_servicer": servicer, "last_served_at": now, "assigned_at": now,
+        }, remove=("pool_key",))
+        if session.pool_key:
+            self.state.pool_remove(open_kfid, session.pool_key)
+        return True
+
+    def _trans(self, open_kfid: str, euid: str, target: int, servicer: str | None = None) -> str | None:
+        """service_state/trans, settled by service_state/get when the answer leaves it open.
+
+        Returns WeCom's msg_code (None when the move is found done without an answer to read it
+        from). A transient failure (HTTP 5xx, a timeout) that the state shows was not executed is
+        tried again, a few times; any other refusal is raised with the state unchanged."""
+        for attempt in range(1, self.settings.trans_attempts + 1):
+            try:
+                return kf.service_state_trans(self.wecom, open_kfid, euid, target, servicer)
+            except WeComError as exc:
+                actual, holder = kf.service_state_get(self.wecom, open_kfid, euid)
+                if actual == target and (target != HUMAN or holder == servicer):
+                    return None  # it went through before the error reached us
+                if not exc.transient or attempt == self.settings.trans_attempts:
+                    raise
+                self.sleep(self.settings.trans_backoff * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def to_pool(self, trigger: str, target: Target, detail: str | None = None) -> None:
+        """Into the waiting pool (with the queue notice on the code WeCom gives), once."""
+        open_kfid, euid = target.open_kfid, target.euid
+        session = self.state.session(open_kfid, euid)
+        if session.state != POOL:
+            code = self._trans(open_kfid, euid, POOL)
+            key = session.pool_key or self.state.pool_add(open_kfid, euid, self.clock())
+            self.state.update_session(open_kfid, euid, {"state": POOL, "pool_key": key, "pooled_at": int(self.clock())})
+            if code and target.policy.queue_notice:
+                self.sender.on_event(code, decide.send_id(trigger, "queue"),
+                                     {"msgtype": "text", "text": {"content": target.policy.queue_notice}})
+        self.record(Decision(open_kfid, euid, target.scene, target.rule, Outcome.POOL, detail=detail))
+
+    def drain_pool(self, open_kfid: str) -> int:
+        """Assign pooled sessions, longest-waiting first, while servicers have room."""
+        assigned = 0
+        rules = self._rules()
+        for entry in self.state.pool_oldest(open_kfid, self.settings.drain_batch):
+            loads = self.state.loads(open_kfid)
+            roster = self.roster(open_kfid)
+            default = rules.policy(open_kfid)
+            if not any(on and loads.get(u, 0) < default.max_active_per_servicer for u, on in roster.items()):
+                break  # nobody has room at all
+            session = self.state.session(open_kfid, entry.external_userid)
+            if session.state != POOL:
+                self.state.pool_remove(open_kfid, entry.sort_key)  # assigned or ended meanwhile
+                continue
+            policy = rules.policy(open_kfid, session.scene)
+            if self._try_servicers(Target(open_kfid, entry.external_userid, policy, session.scene, "pool drain")):
+                assigned += 1
+        return assigned
