@@ -43,7 +43,7 @@ def engine() -> RoutingEngine:
     if _engine is None:
         _engine = RoutingEngine(
             wecom=connect(settings, on_error=observability.wecom_error_counter(SERVICE)),
-            state=RoutingState(settings.state_table),
+            state=RoutingState.in_table(settings.state_table),
             rules=rules,
             settings=EngineSettings(welcome_max_age=settings.welcome_max_age_seconds,
                                     roster_ttl=settings.roster_ttl_seconds),

@@ -15,7 +15,7 @@ from kefu.store.cursors import CursorStore
 from kefu.store.customers import CustomerStore
 from kefu.store.media import MediaStore
 from kefu.store.messages import MessageStore
-from kefu.store.routing_state import RoutingState
+from kefu.store.routing_state import RosterStore
 from kefu.sync import PullResult, SyncDeps, SyncPolicy, pull_account
 from kefu.wecom.connect import connect
 
@@ -42,7 +42,7 @@ def deps() -> SyncDeps:
             customers=CustomerStore(settings.state_table),
             media=MediaStore(settings.state_table, settings.media_bucket),
             hand_on=lambda messages: send_batch(settings.route_queue_url, messages),
-            servicer_status=RoutingState(settings.state_table).set_servicer,
+            servicer_status=RosterStore(settings.state_table).set_servicer,
             log=lambda message, **fields: logger.warning(message, extra=fields),
         )
     return _deps

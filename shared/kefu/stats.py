@@ -18,6 +18,8 @@ from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from kefu.store import keys
+
 NO_SCENE = "-"  # sessions entered without a scene (a plain link, a channel page)
 FUNNEL_FIELDS = ("links_issued", "sessions_entered", "customers_wrote", "sessions_assigned", "sessions_ended",
                  "ratings", "rating_sum")
@@ -46,12 +48,12 @@ def day_of(epoch: float, timezone: str) -> str:
 
 def funnel(day: str, open_kfid: str, scene: str | None, field: str, amount: int = 1) -> Increment:
     scene = scene or NO_SCENE
-    return Increment(f"funnel#{day}", f"{open_kfid}#{scene}", field, amount,
+    return Increment(keys.figures_pk("funnel", day), f"{open_kfid}#{scene}", field, amount,
                      (("day", day), ("open_kfid", open_kfid), ("scene", scene)))
 
 
 def servicer(day: str, open_kfid: str, userid: str, field: str, amount: int = 1) -> Increment:
-    return Increment(f"servicer#{day}", f"{open_kfid}#{userid}", field, amount,
+    return Increment(keys.figures_pk("servicer", day), f"{open_kfid}#{userid}", field, amount,
                      (("day", day), ("open_kfid", open_kfid), ("servicer", userid)))
 
 

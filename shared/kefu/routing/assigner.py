@@ -1,7 +1,7 @@
 """Handing sessions to servicers: the duty roster, capacity reservations, transfers, the pool.
 
 Transfers are made from a known state and settled with kf/service_state/get when WeCom's answer
-leaves it open; load counts move inside conditional transactions (RoutingState.reserve), so
+leaves it open; load counts move inside conditional transactions (LoadStore.reserve), so
 concurrent assignments never push a servicer over the limit and a retried one never counts twice.
 """
 
@@ -56,12 +56,12 @@ class Assigner:
 
     def roster(self, open_kfid: str) -> dict[str, bool]:
         """Who is on duty: the stored roster while fresh, else kf/servicer/list."""
-        held = self.state.roster(open_kfid)
+        held = self.state.rosters.get(open_kfid)
         now = self.clock()
         if held is not None and now - held[1] < self.settings.roster_ttl:
             return held[0]
         fresh = kf.servicer_list(self.wecom, open_kfid)
-        self.state.save_roster(open_kfid, fresh, now)
+        self.state.rosters.save(open_kfid, fresh, now)
         return fresh
 
     def known_state(self, open_kfid: str, euid: str, session: Session) -> Session:
@@ -72,7 +72,7 @@ class Assigner:
         fields: dict[str, object] = {"state": state}
         if servicer:
             fields["servicer"] = servicer
-        self.state.update_session(open_kfid, euid, fields)
+        self.state.sessions.update(open_kfid, euid, fields)
         return session.with_fields(fields)
 
     def assign(self, target: Target, trigger: str | None = None) -> str | None:
@@ -84,7 +84,7 @@ class Assigner:
 
     def _try_servicers(self, target: Target) -> str | None:
         open_kfid, euid, policy = target.open_kfid, target.euid, target.policy
-        session = self.state.session(open_kfid, euid)
+        session = self.state.sessions.get(open_kfid, euid)
         counted = session.counted
         if counted and session.state == HUMAN:
             return counted  # a retried record: already assigned
@@ -99,18 +99,18 @@ class Assigner:
             counted = None  # WeCom refused that servicer; _transfer gave the capacity back
         elif counted:
             # ...for a servicer who is no longer on duty: give the capacity back, choose again.
-            self.state.move_count(open_kfid, euid, counted, None)
-        loads = self.state.loads(open_kfid)
+            self.state.loads.move(open_kfid, euid, counted, None)
+        loads = self.state.loads.get(open_kfid)
         eligible = decide.eligible_servicers(policy, roster, loads)
         if not eligible:
             return None
         sticky = decide.sticky_servicer(session, policy, self.clock())
-        rotation = self.state.next_rotation(open_kfid) if len(eligible) > 1 else 0
+        rotation = self.state.rosters.next_rotation(open_kfid) if len(eligible) > 1 else 0
         for servicer in decide.order_candidates(eligible, loads, policy.strategy, rotation, sticky):
-            held = self.state.reserve(open_kfid, euid, servicer, policy.max_active_per_servicer)
+            held = self.state.loads.reserve(open_kfid, euid, servicer, policy.max_active_per_servicer)
             if held == "full":
                 continue
-            if held == "counted" and self.state.session(open_kfid, euid).counted != servicer:
+            if held == "counted" and self.state.sessions.get(open_kfid, euid).counted != servicer:
                 continue
             if self._transfer(open_kfid, euid, servicer, session):
                 why = "sticky" if servicer == sticky else policy.strategy
@@ -128,17 +128,17 @@ class Assigner:
         try:
             self._trans(open_kfid, euid, HUMAN, servicer)
         except WeComError as exc:
-            self.state.move_count(open_kfid, euid, servicer, None)
+            self.state.loads.move(open_kfid, euid, servicer, None)
             if exc.errcode == NOT_A_SERVICER:
-                self.state.set_servicer(open_kfid, servicer, False)
+                self.state.rosters.set_servicer(open_kfid, servicer, False)
                 return False
             raise
         now = int(self.clock())
-        self.state.update_session(open_kfid, euid, {
+        self.state.sessions.update(open_kfid, euid, {
             "state": HUMAN, "servicer": servicer, "last_servicer": servicer, "last_served_at": now, "assigned_at": now,
         }, remove=("pool_key",))
         if session.pool_key:
-            self.state.pool_remove(open_kfid, session.pool_key)
+            self.state.pool.remove(open_kfid, session.pool_key)
         return True
 
     def _trans(self, open_kfid: str, euid: str, target: int, servicer: str | None = None) -> str | None:
@@ -162,11 +162,11 @@ class Assigner:
     def to_pool(self, trigger: str, target: Target, detail: str | None = None) -> None:
         """Into the waiting pool (with the queue notice on the code WeCom gives), once."""
         open_kfid, euid = target.open_kfid, target.euid
-        session = self.state.session(open_kfid, euid)
+        session = self.state.sessions.get(open_kfid, euid)
         if session.state != POOL:
             code = self._trans(open_kfid, euid, POOL)
-            key = session.pool_key or self.state.pool_add(open_kfid, euid, self.clock())
-            self.state.update_session(open_kfid, euid, {"state": POOL, "pool_key": key, "pooled_at": int(self.clock())})
+            key = session.pool_key or self.state.pool.add(open_kfid, euid, self.clock())
+            self.state.sessions.update(open_kfid, euid, {"state": POOL, "pool_key": key, "pooled_at": int(self.clock())})
             if code and target.policy.queue_notice:
                 self.sender.on_event(code, decide.send_id(trigger, "queue"),
                                      {"msgtype": "text", "text": {"content": target.policy.queue_notice}})
@@ -176,15 +176,15 @@ class Assigner:
         """Assign pooled sessions, longest-waiting first, while servicers have room."""
         assigned = 0
         rules = self._rules()
-        for entry in self.state.pool_oldest(open_kfid, self.settings.drain_batch):
-            loads = self.state.loads(open_kfid)
+        for entry in self.state.pool.oldest(open_kfid, self.settings.drain_batch):
+            loads = self.state.loads.get(open_kfid)
             roster = self.roster(open_kfid)
             default = rules.policy(open_kfid)
             if not any(on and loads.get(u, 0) < default.max_active_per_servicer for u, on in roster.items()):
                 break  # nobody has room at all
-            session = self.state.session(open_kfid, entry.external_userid)
+            session = self.state.sessions.get(open_kfid, entry.external_userid)
             if session.state != POOL:
-                self.state.pool_remove(open_kfid, entry.sort_key)  # assigned or ended meanwhile
+                self.state.pool.remove(open_kfid, entry.sort_key)  # assigned or ended meanwhile
                 continue
             policy = rules.policy(open_kfid, session.scene)
             if self._try_servicers(Target(open_kfid, entry.external_userid, policy, session.scene, "pool drain")):

@@ -80,12 +80,12 @@ class RoutingEngine:
             self._dispatch(item)
             return
         open_kfid = item.open_kfid or ""
-        routed = self.state.routed(open_kfid, euid)
+        routed = self.state.sessions.routed(open_kfid, euid)
         if routed.has_seen(item.msgid):
             self.record(Decision(open_kfid, euid, None, "repeat", Outcome.SKIPPED, detail=item.msgid))
             return
         self._dispatch(item)
-        self.state.mark_routed(open_kfid, euid, routed.after(item.msgid))  # one FIFO group per customer: no race
+        self.state.sessions.mark_routed(open_kfid, euid, routed.after(item.msgid))  # one FIFO group per customer: no race
 
     def _dispatch(self, item: SyncItem) -> None:
         open_kfid, euid = item.open_kfid or "", item.external_userid
@@ -104,7 +104,7 @@ class RoutingEngine:
         elif item.origin == Origin.SERVICER and euid and item.servicer_userid:
             # Servicers' own messages route nothing; they only count (messages, first response).
             self.accounting.servicer_message(item.msgid, _at(item, self.clock), open_kfid, euid,
-                                             item.servicer_userid, self.state.session(open_kfid, euid))
+                                             item.servicer_userid, self.state.sessions.get(open_kfid, euid))
 
     # -- welcome --------------------------------------------------------------------------------
 
@@ -113,7 +113,7 @@ class RoutingEngine:
         if not euid or event is None:
             return
         scene = event.scene or None
-        self.state.update_session(open_kfid, euid, {"scene": scene or "", "scene_param": event.scene_param or "",
+        self.state.sessions.update(open_kfid, euid, {"scene": scene or "", "scene_param": event.scene_param or "",
                                                      "entered_at": _at(item, self.clock)})
         self.accounting.entered(item.msgid, _at(item, self.clock), open_kfid, euid, scene, event.scene_param)
         policy = self.rules.policy(open_kfid, scene)
@@ -133,7 +133,7 @@ class RoutingEngine:
     # -- customer messages ----------------------------------------------------------------------
 
     def _customer_message(self, item: SyncItem, open_kfid: str, euid: str) -> None:
-        session = self.state.session(open_kfid, euid)
+        session = self.state.sessions.get(open_kfid, euid)
         scene = session.scene
         policy = self.rules.policy(open_kfid, scene)
         if item.menu_id:
@@ -151,7 +151,7 @@ class RoutingEngine:
             # send_time counts whole seconds: a session that ends and starts again within one
             # second has the same start, so the message that opened it names the session.
             fields.update(session_started=_at(item, self.clock), session_id=item.msgid)
-        self.state.update_session(open_kfid, euid, fields, remove=("send_ids",) if fresh_window else ())
+        self.state.sessions.update(open_kfid, euid, fields, remove=("send_ids",) if fresh_window else ())
         session = session.with_fields(fields)
         self.accounting.received(item.msgid, _at(item, self.clock), open_kfid, euid, scene, item.msgtype,
                                  str(session.name), new_session=new_session)
@@ -186,7 +186,7 @@ class RoutingEngine:
         replied = None
         if target.policy.off_hours_reply and session.off_hours_for != session.name:
             replied = self.send.text(target.open_kfid, target.euid, item.msgid, "off-hours", target.policy.off_hours_reply)
-            self.state.update_session(target.open_kfid, target.euid, {"off_hours_for": session.name})
+            self.state.sessions.update(target.open_kfid, target.euid, {"off_hours_for": session.name})
         self.assigner.to_pool(item.msgid, target, detail=f"reply {replied}" if replied else None)
 
     def _menu_click(self, item: SyncItem, open_kfid: str, euid: str, session: Session, policy: Policy) -> None:
@@ -194,7 +194,7 @@ class RoutingEngine:
         if score is None:
             self.record(Decision(open_kfid, euid, session.scene, "menu click", Outcome.IGNORED, detail=item.menu_id))
             return
-        self.state.update_session(open_kfid, euid, {"rating": score, "rating_item": item.menu_id,
+        self.state.sessions.update(open_kfid, euid, {"rating": score, "rating_item": item.menu_id,
                                                      "rated_at": _at(item, self.clock)})
         self.accounting.rated(item.msgid, _at(item, self.clock), open_kfid, euid, session.scene,
                               session.last_servicer, score)
@@ -208,16 +208,16 @@ class RoutingEngine:
         if not euid or event is None:
             return
         change, old, new = event.change_type, event.old_servicer_userid or None, event.new_servicer_userid or None
-        session = self.state.session(open_kfid, euid)
+        session = self.state.sessions.get(open_kfid, euid)
         scene, at = session.scene, _at(item, self.clock)
         if change == SessionChangeType.ENDED:
             if session.counted:
-                self.state.move_count(open_kfid, euid, session.counted, None)
-            self.state.update_session(open_kfid, euid, {"state": ServiceState.ENDED}, remove=("servicer", "pool_key"))
+                self.state.loads.move(open_kfid, euid, session.counted, None)
+            self.state.sessions.update(open_kfid, euid, {"state": ServiceState.ENDED}, remove=("servicer", "pool_key"))
             if session.pool_key:
-                self.state.pool_remove(open_kfid, session.pool_key)
+                self.state.pool.remove(open_kfid, session.pool_key)
             if old:
-                self.state.update_session(open_kfid, euid, {"last_servicer": old, "last_served_at": at})
+                self.state.sessions.update(open_kfid, euid, {"last_servicer": old, "last_served_at": at})
             closing = decide.closing_message(self.rules.policy(open_kfid, scene).closing)
             detail = None
             if closing and event.msg_code and self.clock() - at <= self.settings.welcome_max_age:
@@ -226,12 +226,12 @@ class RoutingEngine:
             self.record(Decision(open_kfid, euid, scene, "session ended", Outcome.ENDED, servicer=old, detail=detail))
         elif change in HUMAN_CHANGES and new:
             how = HUMAN_CHANGES[SessionChangeType(change)]
-            self.state.move_count(open_kfid, euid, session.counted, new)
-            self.state.update_session(open_kfid, euid, {"state": ServiceState.HUMAN, "servicer": new, "last_servicer": new,
+            self.state.loads.move(open_kfid, euid, session.counted, new)
+            self.state.sessions.update(open_kfid, euid, {"state": ServiceState.HUMAN, "servicer": new, "last_servicer": new,
                                                          "last_served_at": at, "assigned_at": at}, remove=("pool_key",))
             self.accounting.assigned(at, open_kfid, euid, scene, new, str(session.name), how)
             if session.pool_key:
-                self.state.pool_remove(open_kfid, session.pool_key)
+                self.state.pool.remove(open_kfid, session.pool_key)
             self.record(Decision(open_kfid, euid, scene, how, Outcome.HUMAN, servicer=new))
         self.assigner.drain_pool(open_kfid)
 
@@ -240,7 +240,7 @@ class RoutingEngine:
         if event is None or not event.servicer_userid:
             return
         receiving = event.status == ServicerStatus.RECEIVING
-        self.state.set_servicer(open_kfid, event.servicer_userid, receiving)
+        self.state.rosters.set_servicer(open_kfid, event.servicer_userid, receiving)
         self.record(Decision(open_kfid, None, None, "servicer status", Outcome.ON_DUTY if receiving else Outcome.OFF_DUTY,
                              servicer=event.servicer_userid))
         if receiving:

@@ -44,14 +44,14 @@ class Sender:
         """send_msg within the customer's window: one unit of the budget per send, kept by the
         send's msgid, so a retry reuses its own unit."""
         msgid = decide.send_id(trigger_msgid, purpose)
-        if not self.state.take_send(open_kfid, euid, self.clock(), msgid):
+        if not self.state.sessions.take_send(open_kfid, euid, self.clock(), msgid):
             return SendResult(Outcome.NOT_SENT, "no send left in this window or session not in state 0/1")
         try:
             kf.send_text(self.wecom, open_kfid, euid, msgid, text)
         except WeComError as exc:
             if not already_sent(exc):
                 raise
-        self.state.update_session(open_kfid, euid, {"state": ServiceState.BOT})  # a send in state 0 makes it 1
+        self.state.sessions.update(open_kfid, euid, {"state": ServiceState.BOT})  # a send in state 0 makes it 1
         return SENT
 
     def closing(self, open_kfid: str, euid: str, code: str, trigger_msgid: str, closing: dict[str, Any]) -> SendResult:

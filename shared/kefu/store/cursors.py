@@ -6,7 +6,8 @@ import time
 from typing import Any
 
 from kefu import aws
-from kefu.store.dynamo import is_conditional_failure
+from kefu.store import keys
+from kefu.store.dynamo import conditionally
 
 
 class CursorMoved(RuntimeError):
@@ -17,17 +18,13 @@ class CursorStore:
     def __init__(self, table_name: str) -> None:
         self._name = table_name
 
-    @staticmethod
-    def _key(open_kfid: str) -> dict[str, str]:
-        return {"pk": f"cursor#{open_kfid}", "sk": "cursor"}
-
     def get(self, open_kfid: str) -> str | None:
-        item = aws.table(self._name).get_item(Key=self._key(open_kfid), ConsistentRead=True).get("Item")
+        item = aws.table(self._name).get_item(Key=keys.cursor(open_kfid), ConsistentRead=True).get("Item")
         return str(item["cursor"]) if item and item.get("cursor") else None
 
     def advance(self, open_kfid: str, old: str | None, new: str) -> None:
         args: dict[str, Any] = {
-            "Key": self._key(open_kfid),
+            "Key": keys.cursor(open_kfid),
             "UpdateExpression": "SET #c = :new, updated_at = :now",
             "ExpressionAttributeNames": {"#c": "cursor"},
             "ExpressionAttributeValues": {":new": new, ":now": int(time.time())},
@@ -37,9 +34,5 @@ class CursorStore:
         else:
             args["ConditionExpression"] = "#c = :old"
             args["ExpressionAttributeValues"][":old"] = old
-        try:
-            aws.table(self._name).update_item(**args)
-        except Exception as exc:
-            if is_conditional_failure(exc):
-                raise CursorMoved(f"cursor of {open_kfid} was moved by another writer") from None
-            raise
+        if not conditionally(lambda: aws.table(self._name).update_item(**args)):
+            raise CursorMoved(f"cursor of {open_kfid} was moved by another writer")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from kefu.store import keys
 from kefu.store.dynamo import batch_get, put_all
 
 
@@ -12,16 +13,12 @@ class CustomerStore:
     def __init__(self, table_name: str) -> None:
         self._name = table_name
 
-    @staticmethod
-    def key(external_userid: str) -> dict[str, str]:
-        return {"pk": f"customer#{external_userid}", "sk": "profile"}
-
     def known(self, external_userids: list[str]) -> set[str]:
-        found = batch_get(self._name, (self.key(e) for e in external_userids), projection="pk")
+        found = batch_get(self._name, (keys.customer(e) for e in external_userids), projection="pk")
         return {str(item["pk"]).split("#", 1)[1] for item in found}
 
     def get(self, external_userid: str) -> dict[str, Any] | None:
-        found = batch_get(self._name, [self.key(external_userid)])
+        found = batch_get(self._name, [keys.customer(external_userid)])
         return found[0] if found else None
 
     def save(self, profiles: list[dict[str, Any]]) -> int:
@@ -31,7 +28,7 @@ class CustomerStore:
             euid = str(profile.get("external_userid") or "")
             if not euid:
                 continue
-            record: dict[str, Any] = {**self.key(euid), "external_userid": euid, "updated_at": now}
+            record: dict[str, Any] = {**keys.customer(euid), "external_userid": euid, "updated_at": now}
             for field in ("nickname", "avatar", "unionid"):
                 if profile.get(field):
                     record[field] = str(profile[field])

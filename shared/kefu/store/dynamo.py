@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from kefu import aws
@@ -50,3 +50,15 @@ def put_all(table_name: str, items: Iterable[dict[str, Any]]) -> int:
 def is_conditional_failure(exc: Exception) -> bool:
     response = getattr(exc, "response", None) or {}
     return response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+def conditionally(write: Callable[[], Any]) -> bool:
+    """Make a conditional write: True when it was made, False when its condition did not hold
+    (any other failure is raised)."""
+    try:
+        write()
+        return True
+    except Exception as exc:
+        if is_conditional_failure(exc):
+            return False
+        raise

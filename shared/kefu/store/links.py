@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from kefu import aws, stats
+from kefu.store import keys
 from kefu.store.dynamo import is_conditional_failure
 from kefu.store.stats import StatsStore
 
@@ -27,14 +28,10 @@ class LinkStore:
     def _table(self) -> Any:
         return aws.table(self._name)
 
-    @staticmethod
-    def link_key(open_kfid: str, scene: str) -> dict[str, str]:
-        return {"pk": f"link#{open_kfid}", "sk": scene}
-
     def get(self, open_kfid: str, scene: str) -> str | None:
         """The stored URL. An eventually consistent read: a stored link never changes, and a
         read that misses a just-stored link ends in ``put_first`` returning the stored one."""
-        item = self._table.get_item(Key=self.link_key(open_kfid, scene), ProjectionExpression="#u",
+        item = self._table.get_item(Key=keys.link(open_kfid, scene), ProjectionExpression="#u",
                                     ExpressionAttributeNames={"#u": "url"}).get("Item")
         return str(item["url"]) if item and item.get("url") else None
 
@@ -42,7 +39,7 @@ class LinkStore:
         """Store ``url`` unless a URL is stored already; return the one stored (ours or the winner's)."""
         try:
             self._table.put_item(
-                Item={**self.link_key(open_kfid, scene), "url": url, "created_at": int(time.time())},
+                Item={**keys.link(open_kfid, scene), "url": url, "created_at": int(time.time())},
                 ConditionExpression="attribute_not_exists(pk)",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
@@ -56,7 +53,7 @@ class LinkStore:
                 stored = stored.get("S")
             if stored:
                 return str(stored)
-        found = self._table.get_item(Key=self.link_key(open_kfid, scene), ConsistentRead=True).get("Item")
+        found = self._table.get_item(Key=keys.link(open_kfid, scene), ConsistentRead=True).get("Item")
         if not found or not found.get("url"):
             raise RuntimeError(f"link#{open_kfid}/{scene}: conditional put failed but no URL is stored")
         return str(found["url"])

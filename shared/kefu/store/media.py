@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kefu import aws
+from kefu.store import keys
 from kefu.store.dynamo import put_all
 
 MEDIA_LIFETIME = 3 * 86400
@@ -36,7 +37,7 @@ class MediaStore:
 
     @staticmethod
     def _pk(open_kfid: str) -> str:
-        return f"media#{open_kfid}"
+        return keys.media_pk(open_kfid)
 
     def add_pending(self, entries: list[tuple[str, str, str, str, int]]) -> None:
         """entries: (open_kfid, msgid, media_id, object_key, send_time)."""

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from kefu import aws
+from kefu.store import keys
 from kefu.store.dynamo import batch_get, put_all
 from kefu.wecom.models import EnterSessionEvent, SyncItem
 
@@ -20,7 +21,7 @@ DAY = 86400
 
 
 def conversation_key(open_kfid: str, external_userid: str) -> str:
-    return f"{open_kfid}#{external_userid}"
+    return keys.conversation(open_kfid, external_userid)
 
 
 def to_record(item: SyncItem, msgid: str, sequence: int, stored_at: int, retention_days: int = 0) -> dict[str, Any]:

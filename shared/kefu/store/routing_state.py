@@ -1,15 +1,5 @@
-"""Routing state in the StateTable, all of it surviving cold starts and deploys.
-
-Items (pk / sk):
-- session per customer and account: "rsession#<open_kfid>#<euid>" / "s" - WeCom state as we know it
-  (absent = unknown), current servicer, ``counted`` (whose load includes this session), entry
-  scene, the send budget (``window_at``, ``sends``, ``send_ids`` taken in this window), sticky memory (``last_servicer``,
-  ``last_served_at``), pool position, rating, and tags of the last items routed (``routed``), so a
-  repeated item is recognised.
-- load per servicer: "rload#<open_kfid>" / userid - ``active`` sessions in state 3 we counted.
-- roster: "roster#<open_kfid>" / "roster" - ``on`` map userid -> receiving, ``fetched_at``.
-- rotation: "rrot#<open_kfid>" / "rr" - a counter for round_robin.
-- pool: "rpool#<open_kfid>" / "<pooled_at ms, 15 digits>#<euid>" - oldest first.
+"""Routing state in the StateTable, all of it surviving cold starts and deploys: four small
+stores (sessions, servicer loads, rosters, the pool) over one table. Key formats: kefu.store.keys.
 
 Capacity is enforced by one transaction that raises the servicer's load only while it is under
 the limit and marks the session counted only if it was not, so concurrent assignments never push
@@ -24,7 +14,8 @@ from typing import Any
 from kefu import aws
 from kefu.routing.decide import Routed
 from kefu.routing.session import Session
-from kefu.store.dynamo import is_conditional_failure
+from kefu.store import keys
+from kefu.store.dynamo import conditionally
 
 SEND_WINDOW = 48 * 3600
 SEND_LIMIT = 5
@@ -36,7 +27,7 @@ class PoolEntry:
     external_userid: str
 
 
-class RoutingState:
+class _TableStore:
     def __init__(self, table_name: str) -> None:
         self._name = table_name
 
@@ -44,86 +35,69 @@ class RoutingState:
     def _table(self) -> Any:
         return aws.table(self._name)
 
-    @staticmethod
-    def session_key(open_kfid: str, euid: str) -> dict[str, str]:
-        return {"pk": f"rsession#{open_kfid}#{euid}", "sk": "s"}
+    def _query(self, pk: str, **args: Any) -> list[dict[str, Any]]:
+        from boto3.dynamodb.conditions import Key
 
-    @staticmethod
-    def _load_key(open_kfid: str, userid: str) -> dict[str, str]:
-        return {"pk": f"rload#{open_kfid}", "sk": userid}
+        return list(self._table.query(KeyConditionExpression=Key("pk").eq(pk), ConsistentRead=True,
+                                      **args).get("Items", []))
 
-    # -- sessions ---------------------------------------------------------------------------
 
-    def session(self, open_kfid: str, euid: str) -> Session:
-        item = self._table.get_item(Key=self.session_key(open_kfid, euid), ConsistentRead=True).get("Item")
-        return Session.from_item(item)
+class SessionStore(_TableStore):
+    """One item per customer and account: Kefu's cache of the session (kefu.routing.session)."""
 
-    def update_session(self, open_kfid: str, euid: str, set_fields: dict[str, Any] | None = None,
-                       remove: tuple[str, ...] = (), condition: str | None = None,
-                       values: dict[str, Any] | None = None) -> bool:
-        """SET/REMOVE fields; returns False when ``condition`` does not hold."""
+    def get(self, open_kfid: str, euid: str) -> Session:
+        return Session.from_item(self._item(open_kfid, euid))
+
+    def _item(self, open_kfid: str, euid: str) -> dict[str, Any]:
+        return dict(self._table.get_item(Key=keys.session(open_kfid, euid), ConsistentRead=True).get("Item") or {})
+
+    def update(self, open_kfid: str, euid: str, set_fields: dict[str, Any] | None = None,
+               remove: tuple[str, ...] = ()) -> None:
+        """SET and REMOVE fields of the session item."""
         names: dict[str, str] = {}
-        vals: dict[str, Any] = dict(values or {})
+        values: dict[str, Any] = {}
         parts = []
         for i, (field, value) in enumerate((set_fields or {}).items()):
-            names[f"#s{i}"] = field
-            vals[f":s{i}"] = value
+            names[f"#s{i}"], values[f":s{i}"] = field, value
             parts.append(f"#s{i} = :s{i}")
         expression = ("SET " + ", ".join(parts)) if parts else ""
         if remove:
-            for i, field in enumerate(remove):
-                names[f"#r{i}"] = field
+            names.update({f"#r{i}": field for i, field in enumerate(remove)})
             expression += " REMOVE " + ", ".join(f"#r{i}" for i in range(len(remove)))
-        args: dict[str, Any] = {"Key": self.session_key(open_kfid, euid), "UpdateExpression": expression.strip(),
+        args: dict[str, Any] = {"Key": keys.session(open_kfid, euid), "UpdateExpression": expression.strip(),
                                 "ExpressionAttributeNames": names}
-        if vals:
-            args["ExpressionAttributeValues"] = vals
-        if condition:
-            args["ConditionExpression"] = condition
-        try:
-            self._table.update_item(**args)
-            return True
-        except Exception as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
+        if values:
+            args["ExpressionAttributeValues"] = values
+        self._table.update_item(**args)
 
     def routed(self, open_kfid: str, euid: str) -> Routed:
-        """The customer's newest items the engine has finished with (see decide.Routed)."""
-        return Routed(self.session(open_kfid, euid).routed)
+        """The customer's last items the engine has finished with (see decide.Routed)."""
+        return Routed(self.get(open_kfid, euid).routed)
 
     def mark_routed(self, open_kfid: str, euid: str, routed: Routed) -> None:
-        self.update_session(open_kfid, euid, {"routed": list(routed.tags)})
+        self.update(open_kfid, euid, {"routed": list(routed.tags)})
 
     def take_send(self, open_kfid: str, euid: str, now: float, send_id: str) -> bool:
         """Reserve one API send in the customer's window (state 0/1, < 5 sends, < 48 h) for the
         send named ``send_id``; a retry of the same send finds its unit taken and uses it again,
         never a second one."""
-        try:
-            self._table.update_item(
-                Key=self.session_key(open_kfid, euid),
-                UpdateExpression="SET sends = sends + :inc ADD send_ids :ids",
-                ConditionExpression=("#st IN (:zero, :one) AND sends < :limit AND window_at > :since "
-                                     "AND NOT contains(send_ids, :id)"),
-                ExpressionAttributeNames={"#st": "state"},
-                ExpressionAttributeValues={":zero": 0, ":one": 1, ":limit": SEND_LIMIT,
-                                           ":since": int(now - SEND_WINDOW), ":inc": 1,
-                                           ":ids": {send_id}, ":id": send_id},
-            )
-            return True
-        except Exception as exc:
-            if is_conditional_failure(exc):
-                item = self._table.get_item(Key=self.session_key(open_kfid, euid), ConsistentRead=True).get("Item") or {}
-                return send_id in (item.get("send_ids") or set())
-            raise
+        taken = conditionally(lambda: self._table.update_item(
+            Key=keys.session(open_kfid, euid),
+            UpdateExpression="SET sends = sends + :inc ADD send_ids :ids",
+            ConditionExpression=("#st IN (:zero, :one) AND sends < :limit AND window_at > :since "
+                                 "AND NOT contains(send_ids, :id)"),
+            ExpressionAttributeNames={"#st": "state"},
+            ExpressionAttributeValues={":zero": 0, ":one": 1, ":limit": SEND_LIMIT, ":since": int(now - SEND_WINDOW),
+                                       ":inc": 1, ":ids": {send_id}, ":id": send_id},
+        ))
+        return taken or send_id in (self._item(open_kfid, euid).get("send_ids") or set())
 
-    # -- capacity -----------------------------------------------------------------------------
 
-    def loads(self, open_kfid: str) -> dict[str, int]:
-        from boto3.dynamodb.conditions import Key
+class LoadStore(_TableStore):
+    """Sessions in state 3 counted against each servicer, moved only inside transactions."""
 
-        items = self._table.query(KeyConditionExpression=Key("pk").eq(f"rload#{open_kfid}"), ConsistentRead=True)
-        return {str(i["sk"]): int(i.get("active", 0)) for i in items.get("Items", [])}
+    def get(self, open_kfid: str) -> dict[str, int]:
+        return {str(i["sk"]): int(i.get("active", 0)) for i in self._query(keys.load_pk(open_kfid))}
 
     def reserve(self, open_kfid: str, euid: str, servicer: str, max_active: int) -> str:
         """Count the session against ``servicer`` if it has room: "ok", "full" or "counted" (already)."""
@@ -131,13 +105,13 @@ class RoutingState:
         try:
             client.transact_write_items(TransactItems=[
                 {"Update": {
-                    "TableName": self._name, "Key": self._load_key(open_kfid, servicer),
+                    "TableName": self._name, "Key": keys.load(open_kfid, servicer),
                     "UpdateExpression": "ADD active :one",
                     "ConditionExpression": "attribute_not_exists(active) OR active < :max",
                     "ExpressionAttributeValues": {":one": 1, ":max": max_active},
                 }},
                 {"Update": {
-                    "TableName": self._name, "Key": self.session_key(open_kfid, euid),
+                    "TableName": self._name, "Key": keys.session(open_kfid, euid),
                     "UpdateExpression": "SET counted = :s",
                     "ConditionExpression": "attribute_not_exists(counted)",
                     "ExpressionAttributeValues": {":s": servicer},
@@ -152,19 +126,19 @@ class RoutingState:
                 return "full"
             raise
 
-    def move_count(self, open_kfid: str, euid: str, old: str | None, new: str | None) -> bool:
+    def move(self, open_kfid: str, euid: str, old: str | None, new: str | None) -> bool:
         """Move the session's count from ``old`` to ``new`` (either may be None) exactly once."""
         if old == new:
             return False
         items: list[dict[str, Any]] = []
         if old:
-            items.append({"Update": {"TableName": self._name, "Key": self._load_key(open_kfid, old),
+            items.append({"Update": {"TableName": self._name, "Key": keys.load(open_kfid, old),
                                      "UpdateExpression": "ADD active :minus",
                                      "ExpressionAttributeValues": {":minus": -1}}})
         if new:
-            items.append({"Update": {"TableName": self._name, "Key": self._load_key(open_kfid, new),
+            items.append({"Update": {"TableName": self._name, "Key": keys.load(open_kfid, new),
                                      "UpdateExpression": "ADD active :one", "ExpressionAttributeValues": {":one": 1}}})
-        session: dict[str, Any] = {"TableName": self._name, "Key": self.session_key(open_kfid, euid)}
+        session: dict[str, Any] = {"TableName": self._name, "Key": keys.session(open_kfid, euid)}
         if new:
             session["UpdateExpression"] = "SET counted = :new"
             session["ExpressionAttributeValues"] = {":new": new}
@@ -183,57 +157,57 @@ class RoutingState:
         except client.exceptions.TransactionCanceledException:
             return False  # already moved (a retried event) or counted elsewhere
 
-    # -- roster and rotation ------------------------------------------------------------------
 
-    def roster(self, open_kfid: str) -> tuple[dict[str, bool], float] | None:
-        item = self._table.get_item(Key={"pk": f"roster#{open_kfid}", "sk": "roster"}, ConsistentRead=True).get("Item")
+class RosterStore(_TableStore):
+    """Who is on duty per account (from kf/servicer/list and servicer_status_change), and the
+    round-robin counter."""
+
+    def get(self, open_kfid: str) -> tuple[dict[str, bool], float] | None:
+        item = self._table.get_item(Key=keys.roster(open_kfid), ConsistentRead=True).get("Item")
         if not item or "on" not in item:
             return None
         return {str(k): bool(v) for k, v in item["on"].items()}, float(item.get("fetched_at", 0))
 
-    def save_roster(self, open_kfid: str, on: dict[str, bool], now: float) -> None:
-        self._table.put_item(Item={"pk": f"roster#{open_kfid}", "sk": "roster", "on": on, "fetched_at": int(now)})
+    def save(self, open_kfid: str, on: dict[str, bool], now: float) -> None:
+        self._table.put_item(Item={**keys.roster(open_kfid), "on": on, "fetched_at": int(now)})
 
     def set_servicer(self, open_kfid: str, userid: str, receiving: bool) -> bool:
         """Apply a servicer_status_change to a roster we already hold (no roster: nothing to do)."""
-        try:
-            self._table.update_item(
-                Key={"pk": f"roster#{open_kfid}", "sk": "roster"}, UpdateExpression="SET #on.#u = :v",
-                ConditionExpression="attribute_exists(#on)",
-                ExpressionAttributeNames={"#on": "on", "#u": userid}, ExpressionAttributeValues={":v": receiving},
-            )
-            return True
-        except Exception as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
+        return conditionally(lambda: self._table.update_item(
+            Key=keys.roster(open_kfid), UpdateExpression="SET #on.#u = :v", ConditionExpression="attribute_exists(#on)",
+            ExpressionAttributeNames={"#on": "on", "#u": userid}, ExpressionAttributeValues={":v": receiving},
+        ))
 
     def next_rotation(self, open_kfid: str) -> int:
-        response = self._table.update_item(
-            Key={"pk": f"rrot#{open_kfid}", "sk": "rr"}, UpdateExpression="ADD n :one",
-            ExpressionAttributeValues={":one": 1}, ReturnValues="UPDATED_NEW",
-        )
+        response = self._table.update_item(Key=keys.rotation(open_kfid), UpdateExpression="ADD n :one",
+                                           ExpressionAttributeValues={":one": 1}, ReturnValues="UPDATED_NEW")
         return int(response["Attributes"]["n"])
 
-    # -- pool ---------------------------------------------------------------------------------
 
-    def pool_add(self, open_kfid: str, euid: str, now: float) -> str:
-        sort_key = f"{int(now * 1000):015d}#{euid}"
-        self._table.put_item(Item={"pk": f"rpool#{open_kfid}", "sk": sort_key, "external_userid": euid})
+class PoolStore(_TableStore):
+    """Sessions waiting for a servicer, oldest first."""
+
+    def add(self, open_kfid: str, euid: str, now: float) -> str:
+        sort_key = keys.pool_sort_key(now, euid)
+        self._table.put_item(Item={**keys.pool_entry(open_kfid, sort_key), "external_userid": euid})
         return sort_key
 
-    def pool_oldest(self, open_kfid: str, limit: int = 25) -> list[PoolEntry]:
-        from boto3.dynamodb.conditions import Key
+    def oldest(self, open_kfid: str, limit: int = 25) -> list[PoolEntry]:
+        return [PoolEntry(str(i["sk"]), str(i["external_userid"])) for i in self._query(keys.pool_pk(open_kfid), Limit=limit)]
 
-        items = self._table.query(KeyConditionExpression=Key("pk").eq(f"rpool#{open_kfid}"),
-                                  Limit=limit, ConsistentRead=True).get("Items", [])
-        return [PoolEntry(str(i["sk"]), str(i["external_userid"])) for i in items]
+    def remove(self, open_kfid: str, sort_key: str) -> None:
+        self._table.delete_item(Key=keys.pool_entry(open_kfid, sort_key))
 
-    def pool_remove(self, open_kfid: str, sort_key: str) -> None:
-        self._table.delete_item(Key={"pk": f"rpool#{open_kfid}", "sk": sort_key})
 
-    def pool_size(self, open_kfid: str) -> int:
-        from boto3.dynamodb.conditions import Key
+@dataclass(frozen=True)
+class RoutingState:
+    """The route function's stores, all in the StateTable."""
 
-        return int(self._table.query(KeyConditionExpression=Key("pk").eq(f"rpool#{open_kfid}"),
-                                     Select="COUNT", ConsistentRead=True)["Count"])
+    sessions: SessionStore
+    loads: LoadStore
+    rosters: RosterStore
+    pool: PoolStore
+
+    @classmethod
+    def in_table(cls, table_name: str) -> RoutingState:
+        return cls(SessionStore(table_name), LoadStore(table_name), RosterStore(table_name), PoolStore(table_name))

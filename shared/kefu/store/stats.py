@@ -7,6 +7,7 @@ from typing import Any
 
 from kefu import aws
 from kefu.stats import Increment
+from kefu.store import keys
 
 MARKER_TTL = 8 * 86400  # longer than any queue retention: a retry always finds its marker
 
@@ -53,7 +54,7 @@ class StatsStore:
             return False
         client = aws.table(self._name).meta.client
         marker = {"Put": {"TableName": self._name,
-                          "Item": {"pk": f"counted#{event_id}", "sk": "c", "expires_at": int(time.time()) + MARKER_TTL},
+                          "Item": {**keys.counted(event_id), "expires_at": int(time.time()) + MARKER_TTL},
                           "ConditionExpression": "attribute_not_exists(pk)"}}
         try:
             client.transact_write_items(TransactItems=[marker, *({"Update": u} for u in _updates(self._name, increments))])
@@ -67,7 +68,7 @@ class StatsStore:
     def day_items(self, kind: str, day: str, open_kfid: str | None = None) -> list[dict[str, Any]]:
         from boto3.dynamodb.conditions import Key
 
-        condition = Key("pk").eq(f"{kind}#{day}")
+        condition = Key("pk").eq(keys.figures_pk(kind, day))
         if open_kfid:
             condition = condition & Key("sk").begins_with(f"{open_kfid}#")
         items: list[dict[str, Any]] = []

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kefu import aws
+from kefu.store import keys
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class StoredToken:
 class TokenTable:
     def __init__(self, table_name: str, key: str) -> None:
         self._table_name = table_name
-        self._key = {"pk": f"token#{key}", "sk": "token"}
+        self._key = keys.token(key)
 
     @property
     def _table(self):  # noqa: ANN202 - boto3 Table

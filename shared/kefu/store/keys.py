@@ -1,0 +1,86 @@
+"""Every DynamoDB key Kefu writes, in one place (the CLI and the tests read the same formats).
+
+StateTable items (pk / sk):
+- ``token#<hash of corp and secret>`` / ``token`` - the shared access_token and its refresh lease
+- ``cursor#<open_kfid>`` / ``cursor`` - the sync cursor (and the catch-up state)
+- ``customer#<external_userid>`` / ``profile`` - a customer's profile
+- ``link#<open_kfid>`` / ``<scene>`` - a contact URL
+- ``media#<open_kfid>`` / ``<msgid>`` - media waiting to be downloaded
+- ``rsession#<open_kfid>#<external_userid>`` / ``s`` - the routing session (kefu.routing.session)
+- ``rload#<open_kfid>`` / ``<userid>`` - sessions counted against a servicer
+- ``roster#<open_kfid>`` / ``roster`` - who is on duty, and when it was fetched
+- ``rrot#<open_kfid>`` / ``rr`` - the round-robin counter
+- ``rpool#<open_kfid>`` / ``<pooled_at ms, 15 digits>#<external_userid>`` - the waiting pool, oldest first
+- ``counted#<event id>`` / ``c`` - a statistics event already counted
+- ``funnel#<day>`` / ``<open_kfid>#<scene>`` and ``servicer#<day>`` / ``<open_kfid>#<userid>`` - figures
+MessagesTable: ``msgid``; its ``conv`` attribute is ``<open_kfid>#<external_userid>``.
+"""
+
+from __future__ import annotations
+
+Key = dict[str, str]
+
+
+def token(key: str) -> Key:
+    return {"pk": f"token#{key}", "sk": "token"}
+
+
+def cursor(open_kfid: str) -> Key:
+    return {"pk": f"cursor#{open_kfid}", "sk": "cursor"}
+
+
+def customer(external_userid: str) -> Key:
+    return {"pk": f"customer#{external_userid}", "sk": "profile"}
+
+
+def link(open_kfid: str, scene: str) -> Key:
+    return {"pk": f"link#{open_kfid}", "sk": scene}
+
+
+def media_pk(open_kfid: str) -> str:
+    return f"media#{open_kfid}"
+
+
+def session(open_kfid: str, external_userid: str) -> Key:
+    return {"pk": f"rsession#{open_kfid}#{external_userid}", "sk": "s"}
+
+
+def load_pk(open_kfid: str) -> str:
+    return f"rload#{open_kfid}"
+
+
+def load(open_kfid: str, userid: str) -> Key:
+    return {"pk": load_pk(open_kfid), "sk": userid}
+
+
+def roster(open_kfid: str) -> Key:
+    return {"pk": f"roster#{open_kfid}", "sk": "roster"}
+
+
+def rotation(open_kfid: str) -> Key:
+    return {"pk": f"rrot#{open_kfid}", "sk": "rr"}
+
+
+def pool_pk(open_kfid: str) -> str:
+    return f"rpool#{open_kfid}"
+
+
+def pool_entry(open_kfid: str, sort_key: str) -> Key:
+    return {"pk": pool_pk(open_kfid), "sk": sort_key}
+
+
+def pool_sort_key(pooled_at: float, external_userid: str) -> str:
+    return f"{int(pooled_at * 1000):015d}#{external_userid}"
+
+
+def counted(event_id: str) -> Key:
+    return {"pk": f"counted#{event_id}", "sk": "c"}
+
+
+def figures_pk(kind: str, day: str) -> str:
+    """``funnel`` or ``servicer`` figures of one day."""
+    return f"{kind}#{day}"
+
+
+def conversation(open_kfid: str, external_userid: str) -> str:
+    return f"{open_kfid}#{external_userid}"
