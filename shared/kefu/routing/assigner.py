@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from kefu.routing import decide
 from kefu.routing.accounting import Accounting
 from kefu.routing.outcome import Decision, Outcome
+from kefu.routing.ports import StatePort, WeComPort
 from kefu.routing.rules import Policy, Rules
 from kefu.routing.sending import Sender
 from kefu.routing.session import Session
-from kefu.store.routing_state import RoutingState
 from kefu.wecom import kf
-from kefu.wecom.client import WeComClient
 from kefu.wecom.errors import NOT_A_SERVICER, WeComError
 from kefu.wecom.models import ServiceState
 
@@ -47,7 +46,7 @@ class Target:
 
 
 class Assigner:
-    def __init__(self, wecom: WeComClient, state: RoutingState, rules: Callable[[], Rules], settings: EngineSettings,
+    def __init__(self, wecom: WeComPort, state: StatePort, rules: Callable[[], Rules], settings: EngineSettings,
                  record: Callable[[Decision], None], accounting: Accounting, sender: Sender,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep) -> None:
         self.wecom, self.state, self._rules, self.settings = wecom, state, rules, settings

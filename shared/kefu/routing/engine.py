@@ -17,11 +17,10 @@ from kefu.routing import decide
 from kefu.routing.accounting import Accounting
 from kefu.routing.assigner import Assigner, EngineSettings, Target
 from kefu.routing.outcome import Decision, Outcome
+from kefu.routing.ports import StatePort, WeComPort
 from kefu.routing.rules import Policy, Rules
 from kefu.routing.sending import Sender
 from kefu.routing.session import Session
-from kefu.store.routing_state import RoutingState
-from kefu.wecom.client import WeComClient
 from kefu.wecom.models import (
     EnterSessionEvent,
     EventType,
@@ -53,7 +52,7 @@ def _scene_has(rules: Rules, open_kfid: str, scene: str | None, key: str) -> boo
 
 
 class RoutingEngine:
-    def __init__(self, wecom: WeComClient, state: RoutingState, rules: Callable[[], Rules],
+    def __init__(self, wecom: WeComPort, state: StatePort, rules: Callable[[], Rules],
                  settings: EngineSettings, record: Callable[[Decision], None],
                  clock: Callable[[], float] = time.time, accounting: Accounting | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:

@@ -11,9 +11,8 @@ from typing import Any
 
 from kefu.routing import decide
 from kefu.routing.outcome import SENT, Outcome, SendResult
-from kefu.store.routing_state import RoutingState
+from kefu.routing.ports import StatePort, WeComPort
 from kefu.wecom import kf
-from kefu.wecom.client import WeComClient
 from kefu.wecom.errors import INVALID_PARAMETER, WeComError
 from kefu.wecom.models import ServiceState
 
@@ -24,7 +23,7 @@ def already_sent(exc: WeComError) -> bool:
 
 
 class Sender:
-    def __init__(self, wecom: WeComClient, state: RoutingState, clock: Callable[[], float]) -> None:
+    def __init__(self, wecom: WeComPort, state: StatePort, clock: Callable[[], float]) -> None:
         self.wecom = wecom
         self.state = state
         self.clock = clock

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from kefu.wecom.client import WeComClient
 from kefu.wecom.errors import WeComError
+
+
+class WeComApi(Protocol):
+    """The calls these functions make: WeComClient is the deployed one, tests pass in-memory ones."""
+
+    def read(self, path: str, body: dict[str, Any] | None = None, *,
+             params: dict[str, str] | None = None) -> dict[str, Any]: ...
+
+    def write(self, path: str, body: dict[str, Any], *, retry_not_executed: bool = False) -> dict[str, Any]: ...
+
 
 SYNC_LIMIT = 1000
 BATCHGET_LIMIT = 100
@@ -19,7 +29,7 @@ class SyncPage:
     msg_list: list[Any]
 
 
-def sync_msg(client: WeComClient, open_kfid: str, cursor: str | None, token: str | None,
+def sync_msg(client: WeComApi, open_kfid: str, cursor: str | None, token: str | None,
              limit: int = SYNC_LIMIT) -> SyncPage:
     body: dict[str, Any] = {"open_kfid": open_kfid, "limit": limit}
     if cursor:
@@ -35,7 +45,7 @@ def sync_msg(client: WeComClient, open_kfid: str, cursor: str | None, token: str
     )
 
 
-def customer_batchget(client: WeComClient, external_userids: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
+def customer_batchget(client: WeComApi, external_userids: list[str]) -> tuple[list[dict[str, Any]], list[str]]:
     """Profiles of up to 100 customers, with the context of their last entry."""
     if not 1 <= len(external_userids) <= BATCHGET_LIMIT:
         raise ValueError("customer_batchget takes 1..100 external_userids")
@@ -50,7 +60,7 @@ def media_get(client: WeComClient, media_id: str) -> tuple[bytes, str]:
 
 # -- sessions and sending (route function) ----------------------------------------------------
 
-def servicer_list(client: WeComClient, open_kfid: str) -> dict[str, bool]:
+def servicer_list(client: WeComApi, open_kfid: str) -> dict[str, bool]:
     """userid -> receiving (servicer/list encodes receiving as status 0); departments skipped."""
     data = client.read("kf/servicer/list", params={"open_kfid": open_kfid})
     return {
@@ -59,12 +69,12 @@ def servicer_list(client: WeComClient, open_kfid: str) -> dict[str, bool]:
     }
 
 
-def service_state_get(client: WeComClient, open_kfid: str, external_userid: str) -> tuple[int, str | None]:
+def service_state_get(client: WeComApi, open_kfid: str, external_userid: str) -> tuple[int, str | None]:
     data = client.read("kf/service_state/get", {"open_kfid": open_kfid, "external_userid": external_userid})
     return int(data.get("service_state", 0)), (str(data["servicer_userid"]) if data.get("servicer_userid") else None)
 
 
-def service_state_trans(client: WeComClient, open_kfid: str, external_userid: str, state: int,
+def service_state_trans(client: WeComApi, open_kfid: str, external_userid: str, state: int,
                         servicer_userid: str | None = None) -> str | None:
     """Move a session; returns the msg_code WeCom gives on entering 2, 3 or 4 (else None)."""
     body: dict[str, Any] = {"open_kfid": open_kfid, "external_userid": external_userid, "service_state": state}
@@ -74,12 +84,12 @@ def service_state_trans(client: WeComClient, open_kfid: str, external_userid: st
     return str(data["msg_code"]) if data.get("msg_code") else None
 
 
-def send_text(client: WeComClient, open_kfid: str, external_userid: str, msgid: str, content: str) -> None:
+def send_text(client: WeComApi, open_kfid: str, external_userid: str, msgid: str, content: str) -> None:
     client.write("kf/send_msg", {"touser": external_userid, "open_kfid": open_kfid, "msgid": msgid,
                                  "msgtype": "text", "text": {"content": content}}, retry_not_executed=True)
 
 
-def send_on_event(client: WeComClient, code: str, msgid: str, message: dict[str, Any]) -> None:
+def send_on_event(client: WeComApi, code: str, msgid: str, message: dict[str, Any]) -> None:
     """send_msg_on_event; ``message`` is {"msgtype": "text", "text": {...}} or a msgmenu."""
     client.write("kf/send_msg_on_event", {"code": code, "msgid": msgid, **message}, retry_not_executed=True)
 
@@ -89,7 +99,7 @@ def send_on_event(client: WeComClient, code: str, msgid: str, message: dict[str,
 ACCOUNT_LIST_LIMIT = 100
 
 
-def add_contact_way(client: WeComClient, open_kfid: str, scene: str) -> str:
+def add_contact_way(client: WeComApi, open_kfid: str, scene: str) -> str:
     """A contact URL for the account, tagged with ``scene`` (WeCom's links do not expire).
 
     Sent as a write: a timeout or busy answer is not repeated here, it reaches the caller (the
@@ -104,7 +114,7 @@ def add_contact_way(client: WeComClient, open_kfid: str, scene: str) -> str:
     return url
 
 
-def account_list(client: WeComClient) -> list[dict[str, Any]]:
+def account_list(client: WeComApi) -> list[dict[str, Any]]:
     """Every kf account of the corp ({open_kfid, name, avatar, manage_privilege}), all pages."""
     accounts: list[dict[str, Any]] = []
     offset = 0

@@ -1,0 +1,168 @@
+"""The routing engine in process, on in-memory ports (tests/unit/fakes.py) and a fake clock: the
+paths the integration tests reach only by luck - reservation recovery, transfer reconciliation,
+repeats, the closing race, the send budget under retries, the pool drain - in milliseconds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from kefu.routing.assigner import EngineSettings
+from kefu.routing.engine import RoutingEngine
+from kefu.routing.outcome import Decision, Outcome
+from kefu.routing.rules import parse_rules
+from kefu.wecom.errors import WeComError
+from kefu.wecom.models import parse_item
+from tests.unit.fakes import Clock, FakeState, FakeWeCom
+
+K = "wkENGINE".ljust(32, "0")
+RULES = parse_rules("""
+timezone: Asia/Shanghai
+accounts:
+  "*":
+    strategy: round_robin
+    max_active_per_servicer: 1
+    welcome: "hi"
+    queue_notice: "please wait"
+    bot:
+      replies: [{keywords: ["price"], text: "see the site"}]
+      handoff_keywords: ["human"]
+      unmatched: handoff
+    closing: {text: "thanks"}
+""")
+
+
+class World:
+    def __init__(self, servicers: dict[str, bool] | None = None) -> None:
+        self.clock = Clock()
+        self.wecom = FakeWeCom(servicers={K: dict(servicers if servicers is not None else {"alice": True})})
+        self.state = FakeState()
+        self.decisions: list[Decision] = []
+        self.engine = RoutingEngine(self.wecom, self.state, lambda: RULES, EngineSettings(trans_backoff=0),
+                                    self.decisions.append, clock=self.clock, sleep=lambda _s: None)
+        self.n = 0
+
+    def item(self, euid: str, **fields: Any) -> dict[str, Any]:
+        self.n += 1
+        base = {"msgid": f"m{self.n}", "open_kfid": K, "external_userid": euid, "send_time": int(self.clock.now)}
+        return {**base, **fields}
+
+    def says(self, euid: str, text: str) -> dict[str, Any]:
+        raw = self.item(euid, origin=3, msgtype="text", text={"content": text})
+        self.engine.handle(parse_item(raw))
+        return raw
+
+    def event(self, euid: str, **event: Any) -> dict[str, Any]:
+        raw = self.item(euid, origin=4, msgtype="event",
+                        event={"open_kfid": K, "external_userid": euid, **event})
+        self.engine.handle(parse_item(raw))
+        return raw
+
+    def outcomes(self, euid: str) -> list[tuple[str, Outcome]]:
+        return [(d.rule, d.outcome) for d in self.decisions if d.external_userid == euid]
+
+
+def test_a_hand_off_assigns_and_counts_once() -> None:
+    w = World()
+    w.says("c1", "human please")
+    assert w.wecom.states[(K, "c1")] == (3, "alice")
+    assert w.state.loads.get(K) == {"alice": 1}
+    assert w.outcomes("c1")[-1] == ("hand-off keyword 'human' (round_robin)", Outcome.ASSIGNED)
+
+
+def test_a_reservation_left_by_a_dead_attempt_is_finished_not_taken_again() -> None:
+    w = World()
+    w.state.sessions.update(K, "c1", {"state": 1})
+    assert w.state.loads.reserve(K, "c1", "alice", 1) == "ok"  # the attempt died before its transfer
+    w.says("c1", "human")
+    assert w.wecom.states[(K, "c1")] == (3, "alice")
+    assert w.state.loads.get(K) == {"alice": 1}  # alice looked full, but the place was this session's
+    assert w.outcomes("c1")[-1] == ("hand-off keyword 'human' (reserved)", Outcome.ASSIGNED)
+
+
+def test_a_transfer_that_went_through_before_its_error_is_not_undone() -> None:
+    w = World()
+    w.wecom.fail("kf/service_state/trans", WeComError("kf/service_state/trans", None, "HTTP 502", 502), executed=True)
+    w.says("c1", "human")
+    assert w.wecom.states[(K, "c1")] == (3, "alice") and w.state.loads.get(K) == {"alice": 1}
+    assert w.wecom.paths().count("kf/service_state/trans") == 1  # settled by service_state/get, not repeated
+
+
+def test_a_transfer_that_did_not_happen_is_tried_again() -> None:
+    w = World()
+    w.wecom.fail("kf/service_state/trans", WeComError("kf/service_state/trans", None, "HTTP 502", 502))
+    w.says("c1", "human")
+    assert w.wecom.states[(K, "c1")] == (3, "alice") and w.state.loads.get(K) == {"alice": 1}
+    assert w.wecom.paths().count("kf/service_state/trans") == 2
+
+
+def test_a_refused_servicer_gives_the_capacity_back_and_leaves_the_roster() -> None:
+    w = World({"alice": True})
+    w.engine.assigner.roster(K)  # the roster is cached as on duty...
+    w.wecom.servicers[K]["alice"] = False  # ...but alice stopped receiving meanwhile
+    w.says("c1", "human")
+    assert w.state.loads.get(K) == {"alice": 0}
+    assert w.state.rosters.get(K)[0] == {"alice": False}
+    assert w.wecom.states[(K, "c1")][0] == 2  # pooled instead
+
+
+def test_a_repeated_item_changes_nothing() -> None:
+    w = World()
+    raw = w.says("c1", "human")
+    w.event("c1", event_type="session_status_change", change_type=3, old_servicer_userid="alice", msg_code="end1")
+    calls = len(w.wecom.calls)
+    w.engine.handle(parse_item(raw))  # handed on again after SQS forgot its deduplication id
+    assert len(w.wecom.calls) == calls
+    assert w.decisions[-1].rule == "repeat" and w.decisions[-1].outcome == Outcome.SKIPPED
+
+
+def test_the_closing_is_not_sent_into_a_session_the_customer_reopened() -> None:
+    w = World()
+    w.says("c1", "human")
+    w.wecom.states[(K, "c1")] = (1, None)  # ended, and the customer wrote again before Kefu saw the end
+    w.event("c1", event_type="session_status_change", change_type=3, old_servicer_userid="alice", msg_code="end1")
+    assert not [s for s in w.wecom.sent if s["path"] == "kf/send_msg_on_event"]
+    ended = [d for d in w.decisions if d.rule == "session ended"][-1]
+    assert ended.outcome == Outcome.ENDED and "new session" in (ended.detail or "")
+
+
+def test_a_retried_bot_reply_spends_one_unit_of_the_budget() -> None:
+    w = World()
+    w.wecom.fail("kf/send_msg", WeComError("kf/send_msg", None, "timed out"))  # unclear: the record fails
+    raw = w.item("c1", origin=3, msgtype="text", text={"content": "price?"})
+    with pytest.raises(WeComError):
+        w.engine.handle(parse_item(raw))
+    w.engine.handle(parse_item(raw))  # the queue's retry
+    assert len(w.wecom.sent) == 1 and w.state.sessions.items[(K, "c1")]["sends"] == 1
+
+
+def test_a_send_wecom_did_not_run_reports_the_outcome() -> None:
+    w = World()
+    w.wecom.fail("kf/send_msg_on_event", WeComError("kf/send_msg_on_event", 40058, "invalid code"))
+    w.event("c1", event_type="enter_session", scene="", welcome_code="w1")
+    assert w.outcomes("c1")[-1] == ("welcome", Outcome.FAILED)
+    assert w.decisions[-1].detail == "errcode 40058"
+
+
+def test_the_pool_drains_longest_waiting_first_and_skips_stale_entries() -> None:
+    w = World({"alice": False})
+    w.says("c1", "human")
+    w.clock.now += 1
+    w.says("c2", "human")
+    assert [e.external_userid for e in w.state.pool.oldest(K)] == ["c1", "c2"]
+    w.state.sessions.update(K, "c1", {"state": 4})  # c1's session ended without Kefu seeing a pool event
+    w.wecom.servicers[K]["alice"] = True
+    w.event("x", event_type="servicer_status_change", servicer_userid="alice", status=1)
+    w.state.rosters.set_servicer(K, "alice", True)
+    w.engine.assigner.drain_pool(K)
+    assert w.wecom.states[(K, "c2")] == (3, "alice")
+    assert w.state.pool.oldest(K) == []
+
+
+def test_a_late_message_of_a_customer_with_a_human_is_held() -> None:
+    w = World()
+    w.says("c1", "human")
+    w.says("c1", "are you there?")
+    assert w.outcomes("c1")[-1] == ("held", Outcome.HUMAN)
+    assert w.wecom.paths().count("kf/service_state/trans") == 1
