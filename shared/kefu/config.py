@@ -7,6 +7,7 @@ variable fails the cold start with a ``ConfigError`` naming the environment vari
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import TypeVar
 
@@ -96,8 +97,6 @@ class RouteSettings(Settings):
     welcome_max_age_seconds: float = Field(alias="KEFU_WELCOME_MAX_AGE_SECONDS", default=20, gt=0)
     roster_ttl_seconds: float = Field(alias="KEFU_ROSTER_TTL_SECONDS", default=600, gt=0)
 
-
-import re  # noqa: E402 - kept beside the links settings that use it
 
 _LINK_ID = r"[0-9A-Za-z_-]{1,64}"
 _LINK_ACCOUNTS = re.compile(rf"{_LINK_ID}(={_LINK_ID})?(,{_LINK_ID}(={_LINK_ID})?)*")

@@ -1,0 +1,75 @@
+"""The route function's handler in process, as Powertools' examples test handlers: a fake Lambda
+context, an SQS batch, and the engine on in-memory ports (tests/unit/fakes.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kefu.routing.assigner import EngineSettings
+from kefu.routing.engine import RoutingEngine
+from kefu.routing.rules import parse_rules
+from kefu.wecom.errors import WeComError
+from tests.unit.fakes import Clock, FakeState, FakeWeCom
+
+ROOT = Path(__file__).resolve().parents[2]
+K = "wkHANDLER".ljust(32, "0")
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "RouteFunction"
+    memory_limit_in_mb: int = 256
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:RouteFunction"
+    aws_request_id: str = "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 15000
+
+
+@pytest.fixture
+def route(monkeypatch):
+    monkeypatch.setenv("WECOM_CORP_ID", "ww0000")
+    monkeypatch.setenv("KEFU_STATE_TABLE", "kefu-state")
+    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Kefu")
+    spec = importlib.util.spec_from_file_location("route_app_under_test", ROOT / "functions/route/app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    wecom = FakeWeCom(servicers={K: {"alice": True}})
+    module._engine = RoutingEngine(wecom, FakeState(), lambda: parse_rules('timezone: Asia/Shanghai\naccounts: {"*": {}}'),
+                                   EngineSettings(), module._record, clock=Clock())
+    yield module, wecom
+    sys.modules.pop("route_app_under_test", None)
+
+
+def record(n: int, euid: str, item: dict[str, Any]) -> dict[str, Any]:
+    body = {"open_kfid": K, "external_userid": euid, "items": [{"msgid": item["msgid"], "item": item}]}
+    return {"messageId": f"id{n}", "receiptHandle": f"h{n}", "body": json.dumps(body),
+            "attributes": {"ApproximateReceiveCount": "1", "MessageGroupId": f"{K}#{euid}"},
+            "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs", "eventSourceARN": "arn", "awsRegion": "us-east-1"}
+
+
+def says(n: int, euid: str, text: str) -> dict[str, Any]:
+    return record(n, euid, {"msgid": f"m{n}", "open_kfid": K, "external_userid": euid, "send_time": 1_800_000_000,
+                            "origin": 3, "msgtype": "text", "text": {"content": text}})
+
+
+def test_a_batch_is_routed_and_reports_only_the_failing_customer(route, caplog) -> None:
+    module, wecom = route
+    broken = record(2, "c2", {"msgid": "m2", "open_kfid": K, "external_userid": "c2", "origin": 3, "msgtype": "text",
+                              "text": {"content": "x"}})
+    wecom.fail("kf/service_state/trans", WeComError("kf/service_state/trans", 60020, "not allow to access from your ip"))
+    answer = module.handler({"Records": [broken, says(3, "c3", "hello")]}, LambdaContext())
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "id2"}]}
+    assert wecom.states[(K, "c3")] == (3, "alice")  # the other customer went on at once
+    failed = [r for r in caplog.records if r.getMessage() == "record failed"]
+    assert len(failed) == 1 and failed[0].errcode == 60020 and failed[0].external_userid == "c2"
+    decisions = [r for r in caplog.records if r.getMessage() == "route decision"]
+    assert [(d.external_userid, d.outcome) for d in decisions] == [("c3", "assigned")]
+    assert not any("hello" in str(r.__dict__) for r in caplog.records)  # no message text in the logs
