@@ -91,7 +91,7 @@ lint-template: $(SAMVENV)/.stamp
 	$(SAMVENV)/bin/sam validate --lint --region us-east-1 --template template.yaml
 
 unit: $(VENV)/.stamp
-	$(PY) -m pytest tests/unit -q
+	$(OFFLINE) $(PY) -m pytest tests/unit -q  # no network at all: the unit tests need no port
 
 integration: $(VENV)/.stamp
 	$(PY) -m pytest tests/integration -q
@@ -100,6 +100,7 @@ integration: $(VENV)/.stamp
 lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check shared functions cli local
 	$(VENV)/bin/mypy shared/kefu cli/kefu_cli functions/*/app.py
+	$(VENV)/bin/mypy local
 
 test: env lint lint-template security
 	$(PY) -m pytest -q

@@ -53,7 +53,7 @@ def make_faithful() -> None:
                 queue._messages_lock.wait(timeout=min(left, 0.05))  # noqa: SLF001
 
     DynamoHandler.call_action = atomic_call_action  # type: ignore[method-assign]
-    SQSBackend.receive_message = fresh_receive  # type: ignore[method-assign]
+    SQSBackend.receive_message = fresh_receive  # type: ignore[method-assign,assignment]
 
 
 def start_moto(host: str, port: int) -> Any:

@@ -169,7 +169,7 @@ class LocalStack:
 
 
 def main() -> int:
-    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[attr-defined]
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     stack = LocalStack(env=dict(os.environ))
     stopping = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

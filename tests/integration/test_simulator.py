@@ -21,6 +21,8 @@ from local.wecom_sim import (
     WeComSimulator,
 )
 
+pytestmark = pytest.mark.integration
+
 T0 = 1_750_000_000.0
 HOUR = 3600
 DAY = 86400
