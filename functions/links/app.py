@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
 
 from kefu import observability
+from kefu.accounts import AccountDirectory
 from kefu.config import LinksSettings, load
 from kefu.errors import error_response
-from kefu.links import FORMATS, AccountDirectory, LinkConfig, LinkError, LinkService, parse_request, render_qr
+from kefu.links import FORMATS, LinkConfig, LinkError, LinkService, parse_request
+from kefu.qr import render_qr
 from kefu.store.links import LinkStore
 
 if TYPE_CHECKING:  # the type only: no import at cold start

@@ -13,6 +13,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from kefu.ids import ALIAS, SCENE_MAX_BYTES
+
 S = TypeVar("S", bound="Settings")
 
 DEFAULT_WECOM_API_BASE = "https://qyapi.weixin.qq.com"
@@ -98,9 +100,10 @@ class RouteSettings(Settings):
     roster_ttl_seconds: float = Field(alias="KEFU_ROSTER_TTL_SECONDS", default=600, gt=0)
 
 
-_LINK_ID = r"[0-9A-Za-z_-]{1,64}"
+_LINK_ID = ALIAS
 _LINK_ACCOUNTS = re.compile(rf"{_LINK_ID}(={_LINK_ID})?(,{_LINK_ID}(={_LINK_ID})?)*")
-_LINK_SCENES = re.compile(r"[0-9A-Za-z_-]{1,32}(,[0-9A-Za-z_-]{1,32})*")
+_SCENE = rf"[0-9A-Za-z_-]{{1,{SCENE_MAX_BYTES}}}"
+_LINK_SCENES = re.compile(rf"{_SCENE}(,{_SCENE})*")
 _LINK_ORIGIN = re.compile(r"\*|https?://[0-9A-Za-z.-]+(:[0-9]{1,5})?")
 
 

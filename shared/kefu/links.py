@@ -17,30 +17,19 @@ account, or - with none configured - the one account the app manages.
 
 from __future__ import annotations
 
-import functools
-import re
-import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
+from kefu.ids import SCENE_PARAM_MAX_BYTES, byte_len, is_open_kfid, is_scene
+from kefu.qr import QR_MAX_SIZE, QR_MIN_SIZE
 from kefu.stats import day_of
 from kefu.wecom.errors import ACCOUNT_NOT_FOUND, INVALID_OPEN_KFID
 
-SCENE_MAX_BYTES = 32
-SCENE_PARAM_MAX_BYTES = 128
-SCENE_RE = re.compile(r"[0-9A-Za-z_-]+")
-OPEN_KFID_RE = re.compile(r"wk[0-9A-Za-z_-]{6,62}")
 FORMATS = {"json": "application/json", "svg": "image/svg+xml", "png": "image/png"}
-QR_MIN_SIZE = 64
-QR_MAX_SIZE = 1024
-QR_BORDER = 4  # the quiet zone the QR standard asks for, in modules
-QR_ERROR = "m"  # ~15% of the symbol may be damaged (posters get scuffed); segno raises it when it fits
 UNKNOWN_ACCOUNT_ERRORS = frozenset({INVALID_OPEN_KFID, ACCOUNT_NOT_FOUND})
-DIRECTORY_TTL = 600.0  # seconds a kf/account/list answer is trusted
-DIRECTORY_MISS_INTERVAL = 60.0  # at most one extra listing per minute for unknown open_kfids
 T = TypeVar("T")
 
 
@@ -79,7 +68,7 @@ class LinkConfig:
         ordered: list[str] = []
         for entry in filter(None, (e.strip() for e in accounts.split(","))):
             alias, _, open_kfid = entry.rpartition("=")
-            if not OPEN_KFID_RE.fullmatch(open_kfid):
+            if not is_open_kfid(open_kfid):
                 raise ConfigError(f"KEFU_LINK_ACCOUNTS: {open_kfid!r} is not an open_kfid (wk...)")
             if alias:
                 aliases[alias] = open_kfid
@@ -118,13 +107,6 @@ class LinkRequest:
     size: int
 
 
-def _byte_len(value: str) -> int | None:
-    try:
-        return len(value.encode("utf-8"))
-    except UnicodeEncodeError:  # a lone surrogate cannot be sent anywhere
-        return None
-
-
 def parse_request(query: Mapping[str, str] | None, config: LinkConfig) -> LinkRequest:
     """Check every query parameter; raise LinkError (400/403/404) naming the one at fault.
 
@@ -133,11 +115,11 @@ def parse_request(query: Mapping[str, str] | None, config: LinkConfig) -> LinkRe
     """
     query = query or {}
     scene = query.get("scene", "")
-    if not scene or len(scene) > SCENE_MAX_BYTES or not SCENE_RE.fullmatch(scene):
+    if not is_scene(scene):
         raise LinkError(400, "invalid_scene",
                         "scene is required: 1 to 32 characters from 0-9, a-z, A-Z, '_' and '-'")
     scene_param = query.get("scene_param", "")
-    size_bytes = _byte_len(scene_param)
+    size_bytes = byte_len(scene_param)
     if size_bytes is None or size_bytes > SCENE_PARAM_MAX_BYTES:
         raise LinkError(400, "invalid_scene_param",
                         f"scene_param must be valid text of at most {SCENE_PARAM_MAX_BYTES} bytes in UTF-8 "
@@ -165,7 +147,7 @@ def resolve_account(account: str | None, config: LinkConfig) -> AccountRef:
         return AccountRef(config.aliases[account], True)
     if account in config.accounts:
         return AccountRef(account, True)
-    if OPEN_KFID_RE.fullmatch(account):
+    if is_open_kfid(account):
         return AccountRef(account, False)
     known = ", ".join(sorted(config.aliases)) or "none configured"
     raise LinkError(404, "unknown_account", f"account must be an alias ({known}) or an open_kfid of this corp")
@@ -178,74 +160,15 @@ def with_scene_param(url: str, scene_param: str) -> str:
     return f"{url}{'&' if '?' in url else '?'}scene_param={quote(scene_param, safe='')}"
 
 
-# -- QR codes ------------------------------------------------------------------------------------
-
-@functools.lru_cache(maxsize=128)  # a page's QR code is asked for again and again: render it once
-def render_qr(url: str, fmt: str, size: int) -> bytes:
-    """The QR code of ``url`` as SVG (exactly size x size, scalable) or PNG (the largest whole
-    number of pixels per module that fits in size, at least one). segno is imported here only:
-    JSON requests never pay for it."""
-    import io
-
-    import segno
-
-    qr = segno.make(url, error=QR_ERROR, micro=False)
-    buffer = io.BytesIO()
-    if fmt == "svg":
-        qr.save(buffer, kind="svg", border=QR_BORDER, xmldecl=False, omitsize=True, light="#fff",
-                svgclass=None, lineclass=None)
-        # segno gives a viewBox in modules; fix the display size so <img> and CSS agree.
-        return buffer.getvalue().replace(
-            b"<svg ", f'<svg width="{size}" height="{size}" shape-rendering="crispEdges" '.encode(), 1)
-    modules = qr.symbol_size(scale=1, border=QR_BORDER)[0]
-    qr.save(buffer, kind="png", scale=max(1, size // modules), border=QR_BORDER)
-    return buffer.getvalue()
-
-
-# -- the corp's accounts -------------------------------------------------------------------------
-
-class AccountDirectory:
-    """The corp's kf accounts from kf/account/list, kept for DIRECTORY_TTL in the container.
-
-    Used for two things only: the default account when none is configured (the one account the
-    app manages), and checking a caller-supplied open_kfid before asking WeCom for a link, so
-    made-up ids cost at most one listing per DIRECTORY_MISS_INTERVAL instead of one
-    add_contact_way each.
-    """
-
-    def __init__(self, fetch: Callable[[], list[dict[str, Any]]], ttl: float = DIRECTORY_TTL,
-                 miss_interval: float = DIRECTORY_MISS_INTERVAL, clock: Callable[[], float] = time.monotonic) -> None:
-        self._fetch = fetch
-        self._ttl = ttl
-        self._miss_interval = miss_interval
-        self._clock = clock
-        self._lock = threading.Lock()
-        self._accounts: dict[str, bool] | None = None  # open_kfid -> this app manages it
-        self._fetched_at = float("-inf")
-
-    def _listing(self, refresh: bool = False) -> dict[str, bool]:
-        with self._lock:
-            now = self._clock()
-            stale = self._accounts is None or now - self._fetched_at >= self._ttl
-            if stale or (refresh and now - self._fetched_at >= self._miss_interval):
-                self._accounts = {str(a["open_kfid"]): a.get("manage_privilege", True) is not False
-                                  for a in self._fetch()}
-                self._fetched_at = now
-            return self._accounts or {}
-
-    def default(self) -> str:
-        managed = [kfid for kfid, mine in self._listing().items() if mine]
-        if len(managed) == 1:
-            return managed[0]
-        raise LinkError(404, "no_default_account",
-                        f"this app manages {len(managed)} kf accounts: pass account=<alias or open_kfid>, "
-                        "or set the LinkAccounts parameter (its first entry is the default)")
-
-    def knows(self, open_kfid: str) -> bool:
-        return open_kfid in self._listing() or open_kfid in self._listing(refresh=True)
-
-
 # -- issuing -------------------------------------------------------------------------------------
+
+class AccountsLike(Protocol):
+    """The corp's accounts (kefu.accounts.AccountDirectory deployed)."""
+
+    def default(self) -> str: ...
+
+    def knows(self, open_kfid: str) -> bool: ...
+
 
 class LinkStoreLike(Protocol):
     def get(self, open_kfid: str, scene: str) -> str | None: ...
@@ -277,7 +200,7 @@ class LinkService:
     frontend asks again; nothing is retried here), anything else 502.
     """
 
-    def __init__(self, store: LinkStoreLike, add_contact_way: Callable[[str, str], str], directory: AccountDirectory,
+    def __init__(self, store: LinkStoreLike, add_contact_way: Callable[[str, str], str], directory: AccountsLike,
                  clock: Callable[[], float] = time.time, on_count_failed: Callable[[Exception], None] | None = None,
                  timezone: str = "Asia/Shanghai") -> None:
         self._store = store

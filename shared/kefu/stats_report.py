@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from kefu import stats
+from kefu.ids import is_alias, is_scene
 from kefu.store.stats import StatsStore
-
-_OPEN_KFID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_SCENE = re.compile(r"^[0-9A-Za-z_-]{1,32}$|^-$")
 
 
 class StatsQueryError(ValueError):
@@ -27,10 +24,10 @@ def parse_query(query: Mapping[str, str], today: str) -> tuple[list[str], str | 
         raise StatsQueryError("from" if "from" not in query or "to" in str(exc) else "to",
                               f"from/to: {exc}") from None
     account = query.get("account") or None
-    if account is not None and not _OPEN_KFID.match(account):
+    if account is not None and not is_alias(account):
         raise StatsQueryError("account", "account must be an open_kfid")
     scene = query.get("scene") or None
-    if scene is not None and not _SCENE.match(scene):
+    if scene is not None and not (scene == "-" or is_scene(scene)):
         raise StatsQueryError("scene", "scene is at most 32 characters of 0-9 a-z A-Z _ - (or '-' for no scene)")
     return days, account, scene
 

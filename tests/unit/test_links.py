@@ -6,17 +6,17 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from kefu.accounts import AccountDirectory
 from kefu.config import ConfigError, LinksSettings, load
 from kefu.links import (
-    AccountDirectory,
     AccountRef,
     LinkConfig,
     LinkError,
     LinkService,
     parse_request,
-    render_qr,
     with_scene_param,
 )
+from kefu.qr import render_qr
 from kefu.wecom.errors import WeComError
 from tests.qrcodes import decode_png, decode_svg
 
@@ -344,7 +344,7 @@ def test_openapi_document_is_valid_and_matches_the_code() -> None:
 
     import yaml
 
-    from kefu import links
+    from kefu import ids, links, qr
 
     doc = yaml.safe_load((Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml").read_text())
     import openapi_spec_validator  # requirements-dev.txt: the contract is validated, never skipped
@@ -353,9 +353,9 @@ def test_openapi_document_is_valid_and_matches_the_code() -> None:
     get = doc["paths"]["/links"]["get"]
     params = {p["name"]: p["schema"] for p in get["parameters"]}
     assert params["format"]["enum"] == list(links.FORMATS)
-    assert (params["size"]["minimum"], params["size"]["maximum"]) == (links.QR_MIN_SIZE, links.QR_MAX_SIZE)
-    assert params["scene_param"]["maxLength"] == links.SCENE_PARAM_MAX_BYTES
-    assert params["scene"]["pattern"] == "^[0-9A-Za-z_-]{1,%d}$" % links.SCENE_MAX_BYTES
+    assert (params["size"]["minimum"], params["size"]["maximum"]) == (qr.QR_MIN_SIZE, qr.QR_MAX_SIZE)
+    assert params["scene_param"]["maxLength"] == ids.SCENE_PARAM_MAX_BYTES
+    assert params["scene"]["pattern"] == f"^[0-9A-Za-z_-]{{1,{ids.SCENE_MAX_BYTES}}}$"
     assert set(get["responses"]["200"]["content"]) == set(links.FORMATS.values())
     issued = links.IssuedLink("u", "u", SALES, "s", "", created=False, counted=True)
     assert doc["components"]["schemas"]["Link"]["required"] == list(issued.body("ww"))

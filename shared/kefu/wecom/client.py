@@ -139,7 +139,7 @@ class WeComClient:
             raise WeComError(path, None, "timed out") from None
         except httpx.HTTPError as exc:
             raise WeComError(path, None, f"transport error: {type(exc).__name__}") from None
-        return self._decode(path, response)
+        return decode(path, response)
 
     def _fetch_binary(self, path: str, params: dict[str, str], token: str) -> tuple[bytes, str]:
         try:
@@ -150,25 +150,26 @@ class WeComClient:
             raise WeComError(path, None, f"transport error: {type(exc).__name__}") from None
         content_type = response.headers.get("content-type", "application/octet-stream")
         if response.status_code != 200 or content_type.startswith(("application/json", "text/plain")):
-            self._decode(path, response)  # raises with WeCom's errcode
+            decode(path, response)  # raises with WeCom's errcode
             raise WeComError(path, None, "expected binary content", response.status_code)
         return response.content, content_type
 
-    @staticmethod
-    def _decode(path: str, response: httpx.Response) -> dict[str, Any]:
-        if response.status_code != 200:
-            raise WeComError(path, None, f"HTTP {response.status_code}", response.status_code)
+
+def decode(path: str, response: httpx.Response) -> dict[str, Any]:
+    """A WeCom JSON answer, or the WeComError it carries (errcode, or the HTTP status)."""
+    if response.status_code != 200:
+        raise WeComError(path, None, f"HTTP {response.status_code}", response.status_code)
+    try:
+        data = response.json()
+    except ValueError:
+        raise WeComError(path, None, "response is not JSON", response.status_code) from None
+    if not isinstance(data, dict):
+        raise WeComError(path, None, "response is not a JSON object", response.status_code)
+    errcode = data.get("errcode", 0)
+    if errcode not in (0, "0"):
         try:
-            data = response.json()
-        except ValueError:
-            raise WeComError(path, None, "response is not JSON", response.status_code) from None
-        if not isinstance(data, dict):
-            raise WeComError(path, None, "response is not a JSON object", response.status_code)
-        errcode = data.get("errcode", 0)
-        if errcode not in (0, "0"):
-            try:
-                code = int(errcode)
-            except (TypeError, ValueError):
-                code = -1
-            raise WeComError(path, code, str(data.get("errmsg", "")))
-        return data
+            code = int(errcode)
+        except (TypeError, ValueError):
+            code = -1
+        raise WeComError(path, code, str(data.get("errmsg", "")))
+    return data
