@@ -10,7 +10,6 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from kefu import callback, observability
 from kefu.config import CallbackSettings, load
 from kefu.crypto import WXBizMsgCrypt
-from kefu.errors import error_response
 from kefu.queues import enqueue_sync
 from kefu.secrets import load_secrets
 
@@ -72,7 +71,7 @@ def receive_event() -> Response:
 def rejected(exc: callback.CallbackRejected) -> Response:
     logger.warning("callback rejected", extra={"status": exc.status, "error": exc.error, "path": app.current_event.path})
     observability.count(SERVICE, "CallbackRejected")
-    return error_response(exc.status, exc.error, exc.message)
+    return exc.response()
 
 
 @logger.inject_lambda_context(clear_state=True)

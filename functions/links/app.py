@@ -98,7 +98,7 @@ if _cors is None:
 def refused(exc: LinkError) -> Response:
     logger.info("link refused", extra={"status": exc.status, "error": exc.error})
     observability.count(SERVICE, "LinksRefused", error=exc.error)
-    return error_response(exc.status, exc.error, exc.message)
+    return exc.response()
 
 
 @app.exception_handler(Exception)

@@ -10,7 +10,6 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
 from kefu import observability
 from kefu.config import Settings, load
-from kefu.errors import error_response
 from kefu.stats import day_of
 from kefu.stats_report import StatsQueryError, parse_query, report
 from kefu.store.stats import StatsStore
@@ -36,7 +35,7 @@ def get_stats() -> Response:
 
 @app.exception_handler(StatsQueryError)
 def bad_query(exc: StatsQueryError) -> Response:
-    return error_response(400, f"invalid_{exc.parameter}", str(exc))
+    return exc.response()
 
 
 @logger.inject_lambda_context(clear_state=True)

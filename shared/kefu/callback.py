@@ -10,20 +10,15 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from kefu.crypto import CryptoError, WXBizMsgCrypt
+from kefu.errors import HttpError
 from kefu.wecom.models import CallbackEvent
 from kefu.xmlsafe import XmlRejected, parse_flat
 
 SIGNED_PARAMS = ("msg_signature", "timestamp", "nonce")
 
 
-class CallbackRejected(Exception):
-    """The request is refused; ``status`` is the HTTP status, ``error`` a short code."""
-
-    def __init__(self, status: int, error: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.error = error
-        self.message = message
+class CallbackRejected(HttpError):
+    """A callback request refused (bad signature, body or XML)."""
 
 
 @dataclass(frozen=True)

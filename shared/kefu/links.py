@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
+from kefu.errors import HttpError
 from kefu.ids import SCENE_PARAM_MAX_BYTES, byte_len, is_open_kfid, is_scene
 from kefu.qr import QR_MAX_SIZE, QR_MIN_SIZE
 from kefu.stats import day_of
@@ -33,14 +34,8 @@ UNKNOWN_ACCOUNT_ERRORS = frozenset({INVALID_OPEN_KFID, ACCOUNT_NOT_FOUND})
 T = TypeVar("T")
 
 
-class LinkError(Exception):
-    """A request Kefu will not answer with a link: HTTP status, short code, what to fix."""
-
-    def __init__(self, status: int, error: str, message: str) -> None:
-        super().__init__(f"{status} {error}: {message}")
-        self.status = status
-        self.error = error
-        self.message = message
+class LinkError(HttpError):
+    """A request Kefu will not answer with a link."""
 
 
 # -- configuration -------------------------------------------------------------------------------

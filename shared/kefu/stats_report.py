@@ -6,13 +6,16 @@ from collections.abc import Mapping
 from typing import Any
 
 from kefu import stats
+from kefu.errors import HttpError
 from kefu.ids import is_alias, is_scene
 from kefu.store.stats import StatsStore
 
 
-class StatsQueryError(ValueError):
+class StatsQueryError(HttpError):
+    """A /stats query parameter at fault (the error code names it)."""
+
     def __init__(self, parameter: str, message: str) -> None:
-        super().__init__(message)
+        super().__init__(400, f"invalid_{parameter}", message)
         self.parameter = parameter
 
 
