@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import statistics
 import sys
 import uuid
@@ -17,10 +16,8 @@ for path in (ROOT / "shared", ROOT):
         sys.path.insert(0, str(path))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.stack import free_port, stack_env, start_stack  # noqa: E402 - after the path set-up
+from tests.support.store import stored_count  # noqa: E402,F401 - the benchmarks' one stored-count helper
 
 
 def bench(name: str, value: float, unit: str, note: str = "") -> None:
@@ -36,7 +33,6 @@ def local_stack(extra_env: dict[str, str] | None = None, script: Path | None = N
     ``script``: run that wrapper of the local stack instead of ``python -m local.stack``."""
     from local.emulator import start_moto
     from local.wecom_sim import WeComSimulator
-    from tests.integration.harness import start_stack
 
     port = free_port()
     moto = start_moto("127.0.0.1", port)
@@ -44,12 +40,7 @@ def local_stack(extra_env: dict[str, str] | None = None, script: Path | None = N
     sim = WeComSimulator()
     sim.start()
     launch = start_stack if script is None else (lambda env: start_stack(env, [sys.executable, str(script)]))
-    stack = launch({
-        "AWS_ENDPOINT_URL": endpoint, "WECOM_API_BASE": sim.base_url, "WECOM_CORP_ID": sim.corp_id,
-        "WECOM_CORP_SECRET": sim.corp_secret, "WECOM_TOKEN": sim.token,
-        "WECOM_ENCODING_AES_KEY": sim.encoding_aes_key, "KEFU_STACK_NAME": f"kefu-b{uuid.uuid4().hex[:6]}",
-        **(extra_env or {}),
-    })
+    stack = launch(stack_env(endpoint, sim, f"kefu-b{uuid.uuid4().hex[:6]}", **(extra_env or {})))
     sim.set_callback_url(f"{stack.url}/callback")
     try:
         yield stack, sim, endpoint
@@ -70,18 +61,3 @@ def percentile(values: list[float], pct: float) -> float:
 def summary(values: list[float], unit: str = "ms") -> str:
     return (f"n={len(values)} p50={percentile(values, 50):.1f}{unit} p99={percentile(values, 99):.1f}{unit} "
             f"mean={statistics.fmean(values):.1f}{unit}")
-
-
-def stored_count(ddb: Any, table: str, open_kfid: str) -> int:
-    """How many items the MessagesTable holds for an account (paging through the account index)."""
-    total, start = 0, None
-    while True:
-        args = {"TableName": table, "IndexName": "account", "Select": "COUNT", "KeyConditionExpression": "open_kfid = :o",
-                "ExpressionAttributeValues": {":o": {"S": open_kfid}}}
-        if start:
-            args["ExclusiveStartKey"] = start
-        page = ddb.query(**args)
-        total += int(page["Count"])
-        start = page.get("LastEvaluatedKey")
-        if not start:
-            return total

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import socket
 import uuid
 from collections.abc import Iterator
 
@@ -8,20 +7,14 @@ from collections.abc import Iterator
 import boto3
 import pytest
 
-from tests.integration.harness import StackProcess, start_stack
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.stack import StackProcess, free_port, stack_env, start_stack
 
 
 @pytest.fixture(scope="session")
 def aws_endpoint() -> Iterator[str]:
     from local.emulator import start_moto
 
-    port = _free_port()
+    port = free_port()
     server = start_moto("127.0.0.1", port)
     yield f"http://127.0.0.1:{port}"
     server.stop()
@@ -57,17 +50,8 @@ def simulator():
 def stack(request, aws_endpoint: str, simulator) -> Iterator[StackProcess]:
     """One local stack per test module, with its own resource names; a module may set
     STACK_ENV (extra environment for the stack) to run it in another configuration."""
-    proc = start_stack({
-        "AWS_ENDPOINT_URL": aws_endpoint,
-        "WECOM_API_BASE": simulator.base_url,
-        "WECOM_CORP_ID": simulator.corp_id,
-        "WECOM_CORP_SECRET": simulator.corp_secret,
-        "WECOM_TOKEN": simulator.token,
-        "WECOM_ENCODING_AES_KEY": simulator.encoding_aes_key,
-        "KEFU_STACK_NAME": f"kefu-t{uuid.uuid4().hex[:8]}",
-        "KEFU_LOCAL_VISIBILITY_TIMEOUT": "2",
-        **getattr(request.module, "STACK_ENV", {}),  # the module's settings win
-    })
+    settings = {"KEFU_LOCAL_VISIBILITY_TIMEOUT": "2", **getattr(request.module, "STACK_ENV", {})}  # the module's win
+    proc = start_stack(stack_env(aws_endpoint, simulator, f"kefu-t{uuid.uuid4().hex[:8]}", **settings))
     simulator.set_callback_url(f"{proc.url}/callback")
     yield proc
     proc.stop()

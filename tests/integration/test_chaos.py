@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.harness import StackProcess, max_receive_count, start_stack, wait_for
+from tests.support.stack import StackProcess, max_receive_count, stack_env, start_stack, wait_for
+from tests.support.store import stored_count, stored_msgids
 
 pytestmark = pytest.mark.integration
 RULES = Path(__file__).with_name("chaos_rules.yaml")
@@ -77,13 +78,8 @@ class Chaos:
 
 @pytest.fixture(scope="module")
 def chaos(aws_endpoint: str, simulator) -> Iterator[Chaos]:
-    env = {
-        "AWS_ENDPOINT_URL": aws_endpoint, "WECOM_API_BASE": simulator.base_url,
-        "WECOM_CORP_ID": simulator.corp_id, "WECOM_CORP_SECRET": simulator.corp_secret,
-        "WECOM_TOKEN": simulator.token, "WECOM_ENCODING_AES_KEY": simulator.encoding_aes_key,
-        "KEFU_STACK_NAME": f"kefu-c{uuid.uuid4().hex[:8]}", "KEFU_ROUTING_CONFIG": str(RULES),
-        "KEFU_LOCAL_WORKERS": "6", "KEFU_LOCAL_VISIBILITY_TIMEOUT": "3",
-    }
+    env = stack_env(aws_endpoint, simulator, f"kefu-c{uuid.uuid4().hex[:8]}", KEFU_ROUTING_CONFIG=str(RULES),
+                    KEFU_LOCAL_WORKERS="6", KEFU_LOCAL_VISIBILITY_TIMEOUT="3")
     run = Chaos(env, simulator)
     run.start()
     yield run
@@ -151,7 +147,7 @@ def test_invariants_hold_through_faults_kills_and_repeats(chaos: Chaos, simulato
     def settled() -> bool:
         for k in accounts:
             sim.fire_callback(k)
-        return all(stored_count(clients, chaos, k) == len(sim.messages(k)) for k in accounts) and queues_empty(clients, chaos)
+        return all(stored_count(clients.dynamodb, chaos.proc.resources["MessagesTable"], k) == len(sim.messages(k)) for k in accounts) and queues_empty(clients, chaos)
 
     wait_for(settled, timeout=90, interval=2.0, message="everything stored and every queue drained")
     # The chaos really happened: kills, faults answered on many endpoints, sessions of every kind.
@@ -163,7 +159,7 @@ def test_invariants_hold_through_faults_kills_and_repeats(chaos: Chaos, simulato
 
     # Every item stored exactly once (the key is the msgid, so: exactly the items WeCom holds).
     for k in accounts:
-        stored = stored_msgids(clients, chaos, k)
+        stored = stored_msgids(clients.dynamodb, chaos.proc.resources["MessagesTable"], k)
         assert sorted(stored) == sorted(m["msgid"] for m in sim.messages(k))
     # The cursor is where WeCom's last successful pull left it: never rewound.
     for k in accounts:
@@ -208,18 +204,6 @@ def _reassignments_explained(to_human: Counter, sim) -> bool:
     return True
 
 
-def stored_msgids(clients, chaos: Chaos, open_kfid: str) -> list[str]:
-    msgids: list[str] = []
-    args = {"TableName": chaos.proc.resources["MessagesTable"], "IndexName": "account",
-            "KeyConditionExpression": "open_kfid = :o", "ExpressionAttributeValues": {":o": {"S": open_kfid}}}
-    while True:
-        page = clients.dynamodb.query(**args)
-        msgids += [i["msgid"]["S"] for i in page["Items"]]
-        if "LastEvaluatedKey" not in page:
-            return msgids
-        args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-
 def dead_letters(clients, queue_url: str) -> list[dict]:
     """Every message on a dead-letter queue: its body and how often it was received."""
     found: dict[str, dict] = {}
@@ -232,10 +216,6 @@ def dead_letters(clients, queue_url: str) -> list[dict]:
         if not got:
             break
     return list(found.values())
-
-
-def stored_count(clients, chaos: Chaos, open_kfid: str) -> int:
-    return len(stored_msgids(clients, chaos, open_kfid))
 
 
 def queues_empty(clients, chaos: Chaos) -> bool:

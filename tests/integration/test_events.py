@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.integration.harness import wait_for
+from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.integration
 BUS = "kefu-events-test"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.harness import wait_for
+from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.integration
 SECRET_TEXT = "我的手机号是13800138000，密码 hunter2-XYZZY"

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import wait_for
+from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.integration
 

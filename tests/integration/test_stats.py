@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from kefu.stats import day_of
-from tests.integration.harness import wait_for
+from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.integration
 STACK_ENV = {"KEFU_ROUTING_CONFIG": str(Path(__file__).with_name("stats_rules.yaml")), "KEFU_LOCAL_WORKERS": "4"}

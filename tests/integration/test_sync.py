@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
-from tests.integration.harness import wait_for
+from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.integration
 # The route function is paused: these tests read the route queue themselves. One poller worker:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.integration.harness import max_receive_count, wait_for
+from tests.support.stack import max_receive_count, wait_for
 
 pytestmark = pytest.mark.integration
 STACK_ENV = {"KEFU_LOCAL_VISIBILITY_TIMEOUT": "1"}

@@ -119,3 +119,22 @@ def max_receive_count(queue: str) -> int:
     from local.template import load_template
 
     return int(load_template(ROOT / "template.yaml")["Resources"][queue]["Properties"]["RedrivePolicy"]["maxReceiveCount"])
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (yet)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stack_env(aws_endpoint: str, simulator: Any, stack_name: str, **extra: str) -> dict[str, str]:
+    """The environment a local stack needs to use this emulator and this simulator."""
+    return {
+        "AWS_ENDPOINT_URL": aws_endpoint, "WECOM_API_BASE": simulator.base_url,
+        "WECOM_CORP_ID": simulator.corp_id, "WECOM_CORP_SECRET": simulator.corp_secret,
+        "WECOM_TOKEN": simulator.token, "WECOM_ENCODING_AES_KEY": simulator.encoding_aes_key,
+        "KEFU_STACK_NAME": stack_name, **extra,
+    }
