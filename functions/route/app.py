@@ -55,7 +55,7 @@ def engine() -> RoutingEngine:
 
 
 def record_handler(record) -> None:  # noqa: ANN001 - Powertools SQSRecord
-    """One customer's items from one sync page, in order (each step is safe to repeat)."""
+    """One queue record: a customer's item (each step is safe to repeat)."""
     for entry in json.loads(record.body)["items"]:
         engine().handle(parse_item(entry["item"]))
 
@@ -63,4 +63,5 @@ def record_handler(record) -> None:  # noqa: ANN001 - Powertools SQSRecord
 @logger.inject_lambda_context(clear_state=True)
 @observability.metrics(SERVICE).log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> Any:
+    observability.count(SERVICE, "RouteRecords", len(event.get("Records") or []))  # never an empty metrics blob
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

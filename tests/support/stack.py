@@ -136,5 +136,7 @@ def stack_env(aws_endpoint: str, simulator: Any, stack_name: str, **extra: str) 
         "AWS_ENDPOINT_URL": aws_endpoint, "WECOM_API_BASE": simulator.base_url,
         "WECOM_CORP_ID": simulator.corp_id, "WECOM_CORP_SECRET": simulator.corp_secret,
         "WECOM_TOKEN": simulator.token, "WECOM_ENCODING_AES_KEY": simulator.encoding_aes_key,
-        "KEFU_STACK_NAME": stack_name, **extra,
+        "KEFU_STACK_NAME": stack_name,
+        "KEFU_LOG_FORMAT": "json",  # the tests and benchmarks read the functions' JSON lines
+        **extra,
     }
