@@ -13,6 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from kefu.store.messages import MessageStore
 from kefu.wecom.models import Origin
 from kefu_cli.output import Progress, pad
 from kefu_cli.target import CliError, Target
@@ -29,20 +30,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _item(raw: dict[str, Any]) -> dict[str, Any]:
-    from boto3.dynamodb.types import TypeDeserializer
-
-    des = TypeDeserializer()
-    return {k: _plain(des.deserialize(v)) for k, v in raw.items()}
-
-
-def _query(ddb: Any, table: str, conv: str, limit: int, start: dict[str, Any] | None) -> dict[str, Any]:
-    args: dict[str, Any] = {"TableName": table, "IndexName": "conversation", "ScanIndexForward": False,
-                            "KeyConditionExpression": "conv = :c", "ExpressionAttributeValues": {":c": {"S": conv}},
-                            "Limit": limit}
-    if start:
-        args["ExclusiveStartKey"] = start
-    return ddb.query(**args)
+def _store(target: Target) -> MessageStore:
+    """The deployment's MessageStore, read with the operator's credentials and region."""
+    name = target.output("MessagesTableName")
+    table = target.session().resource("dynamodb", endpoint_url=target.aws_endpoint or None).Table(name)
+    return MessageStore(name, table)
 
 
 def find_account(target: Target, external_userid: str) -> str:
@@ -51,12 +43,11 @@ def find_account(target: Target, external_userid: str) -> str:
         raise CliError("the corp has no kf account")
     if len(accounts) == 1:
         return accounts[0]
-    ddb = target.client("dynamodb")
-    table = target.output("MessagesTableName")
+    store = _store(target)
     progress = Progress("looking for the customer in each account", len(accounts))
     found = []
     for open_kfid in accounts:
-        if _query(ddb, table, f"{open_kfid}#{external_userid}", 1, None).get("Items"):
+        if store.conversation(open_kfid, external_userid, limit=1)[0]:
             found.append(open_kfid)
         progress.update()
     progress.done()
@@ -69,21 +60,18 @@ def find_account(target: Target, external_userid: str) -> str:
 
 def fetch(target: Target, open_kfid: str, external_userid: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
     """The latest ``limit`` items of the conversation, oldest first, and whether older ones exist."""
-    ddb = target.client("dynamodb")
-    table = target.output("MessagesTableName")
-    conv = f"{open_kfid}#{external_userid}"
+    store = _store(target)
     items: list[dict[str, Any]] = []
     start = None
     progress = Progress("reading messages")
     while len(items) < limit:
-        page = _query(ddb, table, conv, min(PAGE, limit - len(items)), start)
-        items.extend(_item(i) for i in page.get("Items", []))
-        start = page.get("LastEvaluatedKey")
+        page, start = store.conversation(open_kfid, external_userid, min(PAGE, limit - len(items)), True, start)
+        items.extend({k: _plain(v) for k, v in i.items()} for i in page)
         progress.update(len(items))
         if not start:
             break
     progress.done()
-    more = bool(start) and bool(_query(ddb, table, conv, 1, start).get("Items"))
+    more = bool(start) and bool(store.conversation(open_kfid, external_userid, 1, True, start)[0])
     items.reverse()
     return items, more
 

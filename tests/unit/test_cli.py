@@ -391,17 +391,27 @@ class FakeMessagesTarget:
         self.convs = convs
         self.queried: list[str] = []
 
+    aws_endpoint = None
+
     def output(self, name: str) -> str:
         return "messages-table"
 
-    def client(self, service: str) -> Any:
+    def session(self) -> Any:
+        return self
+
+    def resource(self, service: str, endpoint_url: str | None = None) -> Any:
         assert service == "dynamodb"
         return self
 
+    def Table(self, name: str) -> Any:  # noqa: N802 - boto3's name
+        assert name == "messages-table"
+        return self
+
     def query(self, **kwargs: Any) -> dict[str, Any]:
-        conv = kwargs["ExpressionAttributeValues"][":c"]["S"]
+        assert kwargs["IndexName"] == "conversation"
+        conv = kwargs["KeyConditionExpression"].get_expression()["values"][1]
         self.queried.append(conv)
-        return {"Items": [{"msgid": {"S": "m"}}] if conv in self.convs else []}
+        return {"Items": [{"msgid": "m"}] if conv in self.convs else []}
 
 
 @pytest.mark.parametrize(("accounts", "convs", "expected"), [

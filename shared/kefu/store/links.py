@@ -60,8 +60,3 @@ class LinkStore:
 
     def count_issued(self, open_kfid: str, scene: str, day: str, count: int = 1) -> None:
         StatsStore(self._name).add([stats.funnel(day, open_kfid, scene, "links_issued", count)])
-
-    def issued(self, open_kfid: str, day: str) -> dict[str, int]:
-        """scene -> links issued on ``day`` for the account (for reports and tests)."""
-        items = StatsStore(self._name).day_items("funnel", day, open_kfid)
-        return {str(i["scene"]): int(i.get("links_issued", 0)) for i in items}

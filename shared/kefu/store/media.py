@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from kefu import aws
 from kefu.store import keys
@@ -70,7 +69,3 @@ class MediaStore:
             Key={"pk": self._pk(open_kfid), "sk": msgid}, UpdateExpression="ADD attempts :one",
             ExpressionAttributeValues={":one": 1},
         )
-
-    def fetch(self, key: str) -> tuple[bytes, str]:
-        obj: Any = aws.client("s3").get_object(Bucket=self._bucket, Key=key)
-        return obj["Body"].read(), str(obj.get("ContentType", ""))

@@ -50,12 +50,16 @@ def to_record(item: SyncItem, msgid: str, sequence: int, stored_at: int, retenti
 
 
 class MessageStore:
-    def __init__(self, table_name: str) -> None:
+    """The MessagesTable. ``table``: a boto3 Table to read through (the operator CLI passes its
+    own, with its credentials and region); without it, the function's shared one."""
+
+    def __init__(self, table_name: str, table: Any = None) -> None:
         self._name = table_name
+        self._given = table
 
     @property
     def _table(self) -> Any:
-        return aws.table(self._name)
+        return self._given if self._given is not None else aws.table(self._name)
 
     def existing(self, msgids: list[str]) -> set[str]:
         found = batch_get(self._name, ({"msgid": m} for m in msgids), projection="msgid")
@@ -63,9 +67,6 @@ class MessageStore:
 
     def put_new(self, records: list[dict[str, Any]]) -> int:
         return put_all(self._name, records)
-
-    def get(self, msgid: str) -> dict[str, Any] | None:
-        return self._table.get_item(Key={"msgid": msgid}, ConsistentRead=True).get("Item")
 
     def set_media_key(self, msgid: str, key: str) -> None:
         self._table.update_item(
@@ -87,22 +88,3 @@ class MessageStore:
     def conversation(self, open_kfid: str, external_userid: str, limit: int = 100, newest_first: bool = False,
                      start: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         return self._query("conversation", "conv", conversation_key(open_kfid, external_userid), limit, newest_first, start)
-
-    def entries(self, open_kfid: str, external_userid: str, limit: int = 50) -> list[dict[str, Any]]:
-        return self._query("entries", "entry_of", conversation_key(open_kfid, external_userid), limit, True)[0]
-
-    def recent_conversations(self, open_kfid: str, limit: int = 20, max_pages: int = 20) -> list[dict[str, Any]]:
-        """The latest item of each of the account's most recently active customers."""
-        latest: dict[str, dict[str, Any]] = {}
-        start = None
-        for _ in range(max_pages):
-            items, start = self._query("account", "open_kfid", open_kfid, 200, True, start)
-            for item in items:
-                euid = item.get("external_userid")
-                if euid and euid not in latest:
-                    latest[euid] = item
-                    if len(latest) == limit:
-                        return list(latest.values())
-            if not start:
-                break
-        return list(latest.values())
