@@ -174,7 +174,7 @@ def main() -> int:
 
     log_file = Path(os.environ.get("KEFU_LOG_FILE") or ROOT / ".kefu" / "logs" /
                     f"{os.environ.get('KEFU_STACK_NAME') or 'kefu-local'}.log")
-    sys.stdout = Console(sys.__stdout__, log_file, full_json=os.environ.get("KEFU_LOG_FORMAT") == "json")
+    sys.stdout = Console(sys.__stdout__ or sys.stderr, log_file, full_json=os.environ.get("KEFU_LOG_FORMAT") == "json")
     log(f"kefu local stack: function logs, whole JSON, in {log_file} (KEFU_LOG_FORMAT=json shows them here)")
     stack = LocalStack(env=dict(os.environ))
     stopping = threading.Event()
