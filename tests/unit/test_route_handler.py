@@ -3,11 +3,7 @@ context, an SQS batch, and the engine on in-memory ports (tests/unit/fakes.py)."
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,35 +13,18 @@ from kefu.routing.engine import RoutingEngine
 from kefu.routing.rules import parse_rules
 from kefu.wecom.errors import WeComError
 from tests.unit.fakes import Clock, FakeState, FakeWeCom
+from tests.unit.lambda_env import LambdaContext, load_function
 
-ROOT = Path(__file__).resolve().parents[2]
 K = "wkHANDLER".ljust(32, "0")
-
-
-@dataclass
-class LambdaContext:
-    function_name: str = "RouteFunction"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:RouteFunction"
-    aws_request_id: str = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 15000
 
 
 @pytest.fixture
 def route(monkeypatch):
-    monkeypatch.setenv("WECOM_CORP_ID", "ww0000")
-    monkeypatch.setenv("KEFU_STATE_TABLE", "kefu-state")
-    monkeypatch.setenv("POWERTOOLS_METRICS_NAMESPACE", "Kefu")
-    spec = importlib.util.spec_from_file_location("route_app_under_test", ROOT / "functions/route/app.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_function("route", monkeypatch)
     wecom = FakeWeCom(servicers={K: {"alice": True}})
     module._engine = RoutingEngine(wecom, FakeState(), lambda: parse_rules('timezone: Asia/Shanghai\naccounts: {"*": {}}'),
                                    EngineSettings(), module._record, clock=Clock())
-    yield module, wecom
-    sys.modules.pop("route_app_under_test", None)
+    return module, wecom
 
 
 def record(n: int, euid: str, item: dict[str, Any]) -> dict[str, Any]:
