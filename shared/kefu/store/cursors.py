@@ -5,21 +5,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from kefu import aws
 from kefu.store import keys
-from kefu.store.dynamo import conditionally
+from kefu.store.dynamo import TableStore, conditionally
 
 
 class CursorMoved(RuntimeError):
     """Another writer moved the cursor since it was read; this pull must not overwrite it."""
 
 
-class CursorStore:
-    def __init__(self, table_name: str) -> None:
-        self._name = table_name
-
+class CursorStore(TableStore):
     def get(self, open_kfid: str) -> str | None:
-        item = aws.table(self._name).get_item(Key=keys.cursor(open_kfid), ConsistentRead=True).get("Item")
+        item = self._table.get_item(Key=keys.cursor(open_kfid), ConsistentRead=True).get("Item")
         return str(item["cursor"]) if item and item.get("cursor") else None
 
     def advance(self, open_kfid: str, old: str | None, new: str) -> None:
@@ -34,5 +30,5 @@ class CursorStore:
         else:
             args["ConditionExpression"] = "#c = :old"
             args["ExpressionAttributeValues"][":old"] = old
-        if not conditionally(lambda: aws.table(self._name).update_item(**args)):
+        if not conditionally(lambda: self._table.update_item(**args)):
             raise CursorMoved(f"cursor of {open_kfid} was moved by another writer")

@@ -62,3 +62,16 @@ def conditionally(write: Callable[[], Any]) -> bool:
         if is_conditional_failure(exc):
             return False
         raise
+
+
+class TableStore:
+    """A store over one DynamoDB table: the boto3 Table it is given when built, or (deployed) the
+    container's shared one for ``table_name``, created on first use."""
+
+    def __init__(self, table_name: str, table: Any = None) -> None:
+        self._name = table_name
+        self._given = table
+
+    @property
+    def _table(self) -> Any:
+        return self._given if self._given is not None else aws.table(self._name)

@@ -12,22 +12,14 @@ Items (pk / sk):
 from __future__ import annotations
 
 import time
-from typing import Any
 
-from kefu import aws, stats
+from kefu import stats
 from kefu.store import keys
-from kefu.store.dynamo import is_conditional_failure
+from kefu.store.dynamo import TableStore, is_conditional_failure
 from kefu.store.stats import StatsStore
 
 
-class LinkStore:
-    def __init__(self, table_name: str) -> None:
-        self._name = table_name
-
-    @property
-    def _table(self) -> Any:
-        return aws.table(self._name)
-
+class LinkStore(TableStore):
     def get(self, open_kfid: str, scene: str) -> str | None:
         """The stored URL. An eventually consistent read: a stored link never changes, and a
         read that misses a just-stored link ends in ``put_first`` returning the stored one."""

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from kefu import aws
 from kefu.store import keys
-from kefu.store.dynamo import put_all
+from kefu.store.dynamo import TableStore, put_all
 
 MEDIA_LIFETIME = 3 * 86400
 
@@ -29,9 +30,9 @@ def object_key(open_kfid: str, external_userid: str, msgid: str) -> str:
     return f"media/{open_kfid}/{external_userid or '_'}/{msgid}"
 
 
-class MediaStore:
-    def __init__(self, table_name: str, bucket: str) -> None:
-        self._name = table_name
+class MediaStore(TableStore):
+    def __init__(self, table_name: str, bucket: str, table: Any = None) -> None:
+        super().__init__(table_name, table)
         self._bucket = bucket
 
     @staticmethod
@@ -50,7 +51,7 @@ class MediaStore:
         from boto3.dynamodb.conditions import Key
 
         now = int(time.time())
-        items = aws.table(self._name).query(
+        items = self._table.query(
             KeyConditionExpression=Key("pk").eq(self._pk(open_kfid)), Limit=limit, ConsistentRead=True
         ).get("Items", [])
         return [
@@ -62,10 +63,10 @@ class MediaStore:
         aws.client("s3").put_object(Bucket=self._bucket, Key=key, Body=data, ContentType=content_type)
 
     def done(self, open_kfid: str, msgid: str) -> None:
-        aws.table(self._name).delete_item(Key={"pk": self._pk(open_kfid), "sk": msgid})
+        self._table.delete_item(Key={"pk": self._pk(open_kfid), "sk": msgid})
 
     def failed(self, open_kfid: str, msgid: str) -> None:
-        aws.table(self._name).update_item(
+        self._table.update_item(
             Key={"pk": self._pk(open_kfid), "sk": msgid}, UpdateExpression="ADD attempts :one",
             ExpressionAttributeValues={":one": 1},
         )

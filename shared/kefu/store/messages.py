@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kefu import aws
 from kefu.store import keys
-from kefu.store.dynamo import batch_get, put_all
+from kefu.store.dynamo import TableStore, batch_get, put_all
 from kefu.wecom.models import EnterSessionEvent, SyncItem
 
 DAY = 86400
@@ -49,17 +48,8 @@ def to_record(item: SyncItem, msgid: str, sequence: int, stored_at: int, retenti
     return record
 
 
-class MessageStore:
-    """The MessagesTable. ``table``: a boto3 Table to read through (the operator CLI passes its
-    own, with its credentials and region); without it, the function's shared one."""
-
-    def __init__(self, table_name: str, table: Any = None) -> None:
-        self._name = table_name
-        self._given = table
-
-    @property
-    def _table(self) -> Any:
-        return self._given if self._given is not None else aws.table(self._name)
+class MessageStore(TableStore):
+    """The MessagesTable (the operator CLI builds it with its own Table: its credentials, region)."""
 
     def existing(self, msgids: list[str]) -> set[str]:
         found = batch_get(self._name, ({"msgid": m} for m in msgids), projection="msgid")

@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from kefu import aws
 from kefu.routing.decide import Routed
 from kefu.routing.session import Session
 from kefu.store import keys
-from kefu.store.dynamo import conditionally
+from kefu.store.dynamo import TableStore, conditionally
 
 SEND_WINDOW = 48 * 3600
 SEND_LIMIT = 5
@@ -27,14 +26,7 @@ class PoolEntry:
     external_userid: str
 
 
-class _TableStore:
-    def __init__(self, table_name: str) -> None:
-        self._name = table_name
-
-    @property
-    def _table(self) -> Any:
-        return aws.table(self._name)
-
+class _TableStore(TableStore):
     def _query(self, pk: str, **args: Any) -> list[dict[str, Any]]:
         from boto3.dynamodb.conditions import Key
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from kefu import aws
 from kefu.stats import Increment
 from kefu.store import keys
+from kefu.store.dynamo import TableStore
 
 MARKER_TTL = 8 * 86400  # longer than any queue retention: a retry always finds its marker
 
@@ -37,13 +37,10 @@ def _updates(table: str, increments: list[Increment]) -> list[dict[str, Any]]:
     return updates
 
 
-class StatsStore:
-    def __init__(self, table_name: str) -> None:
-        self._name = table_name
-
+class StatsStore(TableStore):
     def add(self, increments: list[Increment]) -> None:
         """Count without a marker (for counts where each request is its own event)."""
-        table = aws.table(self._name)
+        table = self._table
         for args in _updates(self._name, increments):
             args.pop("TableName")
             table.update_item(**args)
@@ -52,7 +49,7 @@ class StatsStore:
         """Apply ``increments`` unless ``event_id`` was counted already; True when counted now."""
         if not increments:
             return False
-        client = aws.table(self._name).meta.client
+        client = self._table.meta.client
         marker = {"Put": {"TableName": self._name,
                           "Item": {**keys.counted(event_id), "expires_at": int(time.time()) + MARKER_TTL},
                           "ConditionExpression": "attribute_not_exists(pk)"}}
@@ -74,7 +71,7 @@ class StatsStore:
         items: list[dict[str, Any]] = []
         args: dict[str, Any] = {"KeyConditionExpression": condition}
         while True:
-            page = aws.table(self._name).query(**args)
+            page = self._table.query(**args)
             items.extend(page.get("Items", []))
             if "LastEvaluatedKey" not in page:
                 return items
