@@ -7,9 +7,10 @@ Item: pk = "token#<corp_id>#<secret fingerprint>", sk = "token", access_token, e
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from kefu import aws
 from kefu.store import keys
+from kefu.store.dynamo import TableStore, conditionally
 
 
 @dataclass(frozen=True)
@@ -18,14 +19,10 @@ class StoredToken:
     expires_at: float
 
 
-class TokenTable:
-    def __init__(self, table_name: str, key: str) -> None:
-        self._table_name = table_name
+class TokenTable(TableStore):
+    def __init__(self, table_name: str, key: str, table: Any = None) -> None:
+        super().__init__(table_name, table)
         self._key = keys.token(key)
-
-    @property
-    def _table(self):  # noqa: ANN202 - boto3 Table
-        return aws.table(self._table_name)
 
     def read(self) -> StoredToken | None:
         item = self._table.get_item(Key=self._key, ConsistentRead=True).get("Item")
@@ -35,20 +32,12 @@ class TokenTable:
 
     def try_lease(self, now: float, seconds: float) -> bool:
         """Take the refresh lease unless another caller holds a live one."""
-        from botocore.exceptions import ClientError
-
-        try:
-            self._table.update_item(
-                Key=self._key,
-                UpdateExpression="SET lease_until = :until",
-                ConditionExpression="attribute_not_exists(lease_until) OR lease_until < :now",
-                ExpressionAttributeValues={":until": int(now + seconds), ":now": int(now)},
-            )
-            return True
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                return False
-            raise
+        return conditionally(lambda: self._table.update_item(
+            Key=self._key,
+            UpdateExpression="SET lease_until = :until",
+            ConditionExpression="attribute_not_exists(lease_until) OR lease_until < :now",
+            ExpressionAttributeValues={":until": int(now + seconds), ":now": int(now)},
+        ))
 
     def save(self, token: StoredToken) -> None:
         """Store a fresh token and release the lease."""
@@ -63,15 +52,9 @@ class TokenTable:
 
     def expire(self, access_token: str) -> None:
         """Mark ``access_token`` dead if it is still the stored one (WeCom rejected it)."""
-        from botocore.exceptions import ClientError
-
-        try:
-            self._table.update_item(
-                Key=self._key,
-                UpdateExpression="SET expires_at = :zero",
-                ConditionExpression="access_token = :t",
-                ExpressionAttributeValues={":zero": 0, ":t": access_token},
-            )
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ConditionalCheckFailedException":
-                raise
+        conditionally(lambda: self._table.update_item(
+            Key=self._key,
+            UpdateExpression="SET expires_at = :zero",
+            ConditionExpression="access_token = :t",
+            ExpressionAttributeValues={":zero": 0, ":t": access_token},
+        ))
