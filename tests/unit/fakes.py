@@ -98,9 +98,6 @@ class FakeSessions:
         for name in remove:
             item.pop(name, None)
 
-    def routed(self, open_kfid: str, euid: str) -> Routed:
-        return Routed(self.get(open_kfid, euid).routed)
-
     def mark_routed(self, open_kfid: str, euid: str, routed: Routed) -> None:
         self.update(open_kfid, euid, {"routed": list(routed.tags)})
 

@@ -137,12 +137,13 @@ def test_a_retried_bot_reply_spends_one_unit_of_the_budget() -> None:
     assert len(w.wecom.sent) == 1 and w.state.sessions.items[(K, "c1")]["sends"] == 1
 
 
-def test_a_send_wecom_did_not_run_reports_the_outcome() -> None:
+def test_a_refused_welcome_code_is_reported_and_not_repeated() -> None:
     w = World()
     w.wecom.fail("kf/send_msg_on_event", WeComError("kf/send_msg_on_event", 40058, "invalid code"))
     w.event("c1", event_type="enter_session", scene="", welcome_code="w1")
     assert w.outcomes("c1")[-1] == ("welcome", Outcome.FAILED)
     assert w.decisions[-1].detail == "errcode 40058"
+    assert w.wecom.paths().count("kf/send_msg_on_event") == 1  # a code works once: never tried again
 
 
 def test_the_pool_drains_longest_waiting_first_and_skips_stale_entries() -> None:

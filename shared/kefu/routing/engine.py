@@ -16,6 +16,7 @@ from typing import Any
 from kefu.routing import decide
 from kefu.routing.accounting import Accounting
 from kefu.routing.assigner import Assigner, EngineSettings, Target
+from kefu.routing.decide import Routed
 from kefu.routing.outcome import Decision, Outcome
 from kefu.routing.ports import StatePort, WeComPort
 from kefu.routing.rules import Policy, Rules
@@ -76,20 +77,22 @@ class RoutingEngine:
         marked done only then."""
         euid = item.external_userid
         if not euid or not item.msgid:
-            self._dispatch(item)
+            self._dispatch(item, None)
             return
         open_kfid = item.open_kfid or ""
-        routed = self.state.sessions.routed(open_kfid, euid)
+        session = self.state.sessions.get(open_kfid, euid)  # read once; the handlers start from it
+        routed = Routed(session.routed)
         if routed.has_seen(item.msgid):
             self.record(Decision(open_kfid, euid, None, "repeat", Outcome.SKIPPED, detail=item.msgid))
             return
-        self._dispatch(item)
+        self._dispatch(item, session)
         self.state.sessions.mark_routed(open_kfid, euid, routed.after(item.msgid))  # one FIFO group per customer: no race
 
-    def _dispatch(self, item: SyncItem) -> None:
+    def _dispatch(self, item: SyncItem, session: Session | None) -> None:
+        """``session``: the customer's session as read just before, when the item names one."""
         open_kfid, euid = item.open_kfid or "", item.external_userid
         if item.is_event:
-            handlers: dict[str, Callable[[SyncItem, str], None]] = {
+            handlers: dict[str, Callable[[SyncItem, str, Session | None], None]] = {
                 EventType.ENTER_SESSION: self._enter_session,
                 EventType.SESSION_STATUS_CHANGE: self._session_status_change,
                 EventType.SERVICER_STATUS_CHANGE: self._servicer_status_change,
@@ -97,17 +100,17 @@ class RoutingEngine:
             }
             handler = handlers.get(item.event_type or "")
             if handler is not None:
-                handler(item, open_kfid)
+                handler(item, open_kfid, session)
         elif item.origin == Origin.CUSTOMER and euid:
-            self._customer_message(item, open_kfid, euid)
+            self._customer_message(item, open_kfid, euid, session or self.state.sessions.get(open_kfid, euid))
         elif item.origin == Origin.SERVICER and euid and item.servicer_userid:
             # Servicers' own messages route nothing; they only count (messages, first response).
             self.accounting.servicer_message(item.msgid, _at(item, self.clock), open_kfid, euid,
-                                             item.servicer_userid, self.state.sessions.get(open_kfid, euid))
+                                             item.servicer_userid, session or self.state.sessions.get(open_kfid, euid))
 
     # -- welcome --------------------------------------------------------------------------------
 
-    def _enter_session(self, item: SyncItem, open_kfid: str) -> None:
+    def _enter_session(self, item: SyncItem, open_kfid: str, _session: Session | None) -> None:
         event, euid = item.event_as(EnterSessionEvent), item.external_userid
         if not euid or event is None:
             return
@@ -131,8 +134,7 @@ class RoutingEngine:
 
     # -- customer messages ----------------------------------------------------------------------
 
-    def _customer_message(self, item: SyncItem, open_kfid: str, euid: str) -> None:
-        session = self.state.sessions.get(open_kfid, euid)
+    def _customer_message(self, item: SyncItem, open_kfid: str, euid: str, session: Session) -> None:
         scene = session.scene
         policy = self.rules.policy(open_kfid, scene)
         if item.menu_id:
@@ -202,12 +204,12 @@ class RoutingEngine:
 
     # -- session changes made by servicers ------------------------------------------------------
 
-    def _session_status_change(self, item: SyncItem, open_kfid: str) -> None:
+    def _session_status_change(self, item: SyncItem, open_kfid: str, known: Session | None) -> None:
         event, euid = item.event_as(SessionStatusChangeEvent), item.external_userid
         if not euid or event is None:
             return
         change, old, new = event.change_type, event.old_servicer_userid or None, event.new_servicer_userid or None
-        session = self.state.sessions.get(open_kfid, euid)
+        session = known or self.state.sessions.get(open_kfid, euid)
         scene, at = session.scene, _at(item, self.clock)
         if change == SessionChangeType.ENDED:
             if session.counted:
@@ -234,7 +236,7 @@ class RoutingEngine:
             self.record(Decision(open_kfid, euid, scene, how, Outcome.HUMAN, servicer=new))
         self.assigner.drain_pool(open_kfid)
 
-    def _servicer_status_change(self, item: SyncItem, open_kfid: str) -> None:
+    def _servicer_status_change(self, item: SyncItem, open_kfid: str, _session: Session | None) -> None:
         event = item.event_as(ServicerStatusChangeEvent)
         if event is None or not event.servicer_userid:
             return
@@ -245,7 +247,7 @@ class RoutingEngine:
         if receiving:
             self.assigner.drain_pool(open_kfid)
 
-    def _send_failed(self, item: SyncItem, open_kfid: str) -> None:
+    def _send_failed(self, item: SyncItem, open_kfid: str, _session: Session | None) -> None:
         event = item.event_as(MsgSendFailEvent) or MsgSendFailEvent()
         self.record(Decision(open_kfid, item.external_userid, None, "msg_send_fail", Outcome.REPORTED,
                              detail=f"fail_type={event.fail_type} msgid={event.fail_msgid}"))

@@ -62,10 +62,6 @@ class SessionStore(_TableStore):
             args["ExpressionAttributeValues"] = values
         self._table.update_item(**args)
 
-    def routed(self, open_kfid: str, euid: str) -> Routed:
-        """The customer's last items the engine has finished with (see decide.Routed)."""
-        return Routed(self.get(open_kfid, euid).routed)
-
     def mark_routed(self, open_kfid: str, euid: str, routed: Routed) -> None:
         self.update(open_kfid, euid, {"routed": list(routed.tags)})
 
