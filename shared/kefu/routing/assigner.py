@@ -95,7 +95,7 @@ class Assigner:
             if self._transfer(open_kfid, euid, counted, session):
                 self._assigned(target, session, counted, f"{target.rule} (reserved)")
                 return counted
-            counted = None  # WeCom refused that servicer; _transfer gave the capacity back
+            # WeCom refused that servicer; _transfer gave the capacity back: choose again below.
         elif counted:
             # ...for a servicer who is no longer on duty: give the capacity back, choose again.
             self.state.loads.move(open_kfid, euid, counted, None)
