@@ -167,3 +167,29 @@ def test_a_late_message_of_a_customer_with_a_human_is_held() -> None:
     w.says("c1", "are you there?")
     assert w.outcomes("c1")[-1] == ("held", Outcome.HUMAN)
     assert w.wecom.paths().count("kf/service_state/trans") == 1
+
+
+def test_a_message_whose_session_ended_at_wecom_meanwhile_settles_instead_of_failing() -> None:
+    w = World({"alice": False})
+    w.says("c1", "hello")  # pooled: nobody on duty
+    w.wecom.states[(K, "c1")] = (4, None)  # ended at WeCom; the event saying so is still queued
+    w.state.sessions.update(K, "c1", {"state": 1})  # Kefu's cache: still with the bot
+    w.wecom.servicers[K]["alice"] = True
+    w.engine.assigner.roster(K)
+    w.state.rosters.save(K, {"alice": True}, w.clock.now)
+    w.says("c1", "human please")  # the record must settle, not fail until the dead-letter queue
+    assert w.decisions[-1].outcome == Outcome.SKIPPED and "ended at WeCom" in (w.decisions[-1].detail or "")
+    assert w.state.sessions.get(K, "c1").state == 4 and w.state.loads.get(K) == {"alice": 0}
+
+
+def test_a_pool_entry_whose_session_ended_at_wecom_does_not_stop_the_drain() -> None:
+    w = World({"alice": False})
+    w.says("c1", "human")
+    w.clock.now += 1
+    w.says("c2", "human")
+    w.wecom.states[(K, "c1")] = (4, None)  # ended at WeCom, cache still says pool
+    w.wecom.servicers[K]["alice"] = True
+    w.state.rosters.save(K, {"alice": True}, w.clock.now)
+    w.engine.assigner.drain_pool(K)
+    assert w.wecom.states[(K, "c2")] == (3, "alice")
+    assert w.state.pool.oldest(K) == [] and w.state.loads.get(K) == {"alice": 1}

@@ -22,7 +22,12 @@ from kefu.wecom import kf
 from kefu.wecom.errors import NOT_A_SERVICER, WeComError
 from kefu.wecom.models import ServiceState
 
-HUMAN, POOL = ServiceState.HUMAN, ServiceState.POOL
+HUMAN, POOL, ENDED = ServiceState.HUMAN, ServiceState.POOL, ServiceState.ENDED
+
+
+class SessionEnded(WeComError):
+    """WeCom refused a move because the session has ended there; the event saying so is still
+    queued behind the item being routed (design rule 13: WeCom is the truth)."""
 
 
 @dataclass(frozen=True)
@@ -76,10 +81,20 @@ class Assigner:
 
     def assign(self, target: Target, trigger: str | None = None) -> str | None:
         """Transfer the session to a servicer with room, or put it in the pool; returns the servicer."""
-        servicer = self._try_servicers(target)
+        try:
+            servicer = self._try_servicers(target)
+        except SessionEnded:
+            self._ended_meanwhile(target)
+            return None
         if servicer is None:
             self.to_pool(trigger or f"{target.euid}-pool", target)
         return servicer
+
+    def _ended_meanwhile(self, target: Target) -> None:
+        """The session ended at WeCom before Kefu heard of it: nothing to move; cache the truth."""
+        self.state.sessions.update(target.open_kfid, target.euid, {"state": ENDED})
+        self.record(Decision(target.open_kfid, target.euid, target.scene, target.rule, Outcome.SKIPPED,
+                             detail="the session ended at WeCom meanwhile"))
 
     def _try_servicers(self, target: Target) -> str | None:
         open_kfid, euid, policy = target.open_kfid, target.euid, target.policy
@@ -153,6 +168,8 @@ class Assigner:
                 actual, holder = kf.service_state_get(self.wecom, open_kfid, euid)
                 if actual == target and (target != HUMAN or holder == servicer):
                     return None  # it went through before the error reached us
+                if actual == ENDED and not exc.transient:
+                    raise SessionEnded(exc.path, exc.errcode, exc.errmsg, exc.http_status) from None
                 if not exc.transient or attempt == self.settings.trans_attempts:
                     raise
                 self.sleep(self.settings.trans_backoff * attempt)
@@ -163,7 +180,11 @@ class Assigner:
         open_kfid, euid = target.open_kfid, target.euid
         session = self.state.sessions.get(open_kfid, euid)
         if session.state != POOL:
-            code = self._trans(open_kfid, euid, POOL)
+            try:
+                code = self._trans(open_kfid, euid, POOL)
+            except SessionEnded:
+                self._ended_meanwhile(target)
+                return
             key = session.pool_key or self.state.pool.add(open_kfid, euid, self.clock())
             self.state.sessions.update(open_kfid, euid, {"state": POOL, "pool_key": key, "pooled_at": int(self.clock())})
             if code and target.policy.queue_notice:
@@ -185,7 +206,12 @@ class Assigner:
             if session.state != POOL:
                 self.state.pool.remove(open_kfid, entry.sort_key)  # assigned or ended meanwhile
                 continue
-            policy = rules.policy(open_kfid, session.scene)
-            if self._try_servicers(Target(open_kfid, entry.external_userid, policy, session.scene, "pool drain")):
-                assigned += 1
+            target = Target(open_kfid, entry.external_userid, rules.policy(open_kfid, session.scene), session.scene,
+                            "pool drain")
+            try:
+                if self._try_servicers(target):
+                    assigned += 1
+            except SessionEnded:  # a stale entry never stops the drain: drop it, go on with the next
+                self._ended_meanwhile(target)
+                self.state.pool.remove(open_kfid, entry.sort_key)
         return assigned
