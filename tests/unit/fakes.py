@@ -11,7 +11,7 @@ from typing import Any
 from kefu.routing.decide import Routed
 from kefu.routing.session import Session
 from kefu.store.routing_state import SEND_LIMIT, SEND_WINDOW, PoolEntry
-from kefu.wecom.errors import INVALID_PARAMETER, INVALID_STATE_TRANSITION, NOT_A_SERVICER, WeComError
+from kefu.wecom.errors import INVALID_PARAMETER, INVALID_STATE_TRANSITION, NOT_A_SERVICER, SEND_WRONG_STATE, WeComError
 
 ALLOWED = {0: {1, 2, 3, 4}, 1: {2, 3, 4}, 2: {3, 4}, 3: {3, 4}, 4: set()}
 
@@ -73,6 +73,12 @@ class FakeWeCom:
             self.states[key] = (target, servicer if target == 3 else None)
             return {"errcode": 0, "msg_code": f"code-{key[1]}-{target}" if target in (2, 3, 4) else ""}
         if path in ("kf/send_msg", "kf/send_msg_on_event"):
+            if path == "kf/send_msg":
+                key = (body["open_kfid"], body["touser"])
+                state = self.states.get(key, (0, None))[0]
+                if state not in (0, 1):
+                    raise WeComError(path, SEND_WRONG_STATE, "send msg session status invalid")
+                self.states[key] = (1, None)
             if body["msgid"] in self.msgids:
                 raise WeComError(path, INVALID_PARAMETER, "duplicate msgid")
             self.msgids.add(body["msgid"])

@@ -193,3 +193,33 @@ def test_a_pool_entry_whose_session_ended_at_wecom_does_not_stop_the_drain() -> 
     w.engine.assigner.drain_pool(K)
     assert w.wecom.states[(K, "c2")] == (3, "alice")
     assert w.state.pool.oldest(K) == [] and w.state.loads.get(K) == {"alice": 1}
+
+
+def test_a_message_written_before_its_session_ended_routes_nothing() -> None:
+    w = World()
+    w.says("c1", "human")
+    w.event("c1", event_type="session_status_change", change_type=3, old_servicer_userid="alice", msg_code="end1")
+    w.wecom.states[(K, "c1")] = (4, None)  # WeCom: still ended, so this message predates the end
+    calls = w.wecom.paths().count("kf/service_state/trans") + w.wecom.paths().count("kf/send_msg")
+    w.says("c1", "price?")
+    assert w.outcomes("c1")[-1] == ("message of an ended session", Outcome.SKIPPED)
+    assert w.wecom.paths().count("kf/service_state/trans") + w.wecom.paths().count("kf/send_msg") == calls
+
+
+def test_a_message_after_the_end_opens_a_new_session() -> None:
+    w = World()
+    w.says("c1", "human")
+    w.event("c1", event_type="session_status_change", change_type=3, old_servicer_userid="alice", msg_code="end1")
+    w.wecom.states[(K, "c1")] = (0, None)  # the customer wrote again: a new session at WeCom
+    w.says("c1", "price?")
+    assert w.outcomes("c1")[-1] == ("bot keyword 'price'", Outcome.SENT)
+    assert w.state.sessions.get(K, "c1").session_id == f"m{w.n}"
+
+
+def test_a_send_refused_for_a_stale_state_takes_wecoms_state_and_does_not_fail() -> None:
+    w = World()
+    w.state.sessions.update(K, "c1", {"state": 1})  # Kefu's cache
+    w.wecom.states[(K, "c1")] = (3, "alice")  # WeCom moved it meanwhile
+    w.says("c1", "price?")  # cached 1: the bot replies, WeCom refuses with 95018
+    assert w.outcomes("c1")[-1][1] == Outcome.NOT_SENT
+    assert w.state.sessions.get(K, "c1").state == 3

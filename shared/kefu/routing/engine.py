@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from kefu.routing import decide
@@ -140,14 +141,20 @@ class RoutingEngine:
         if item.menu_id:
             self._menu_click(item, open_kfid, euid, session, policy)
             return
-        session = self.assigner.known_state(open_kfid, euid, session)
-        state = ServiceState.NEW if session.state == ServiceState.ENDED else session.state
-        fields: dict[str, Any] = {"state": state}  # an ended session: the customer's message opens a new one
+        was_ended = session.state == ServiceState.ENDED
+        # After an end, ask WeCom: a message written after it opened a new session (state 0), one
+        # written before it (still queued behind the end, or a late copy) belongs to the ended one.
+        session = self.assigner.known_state(open_kfid, euid, replace(session, state=None) if was_ended else session)
+        if session.state == ServiceState.ENDED:
+            self.record(Decision(open_kfid, euid, scene, "message of an ended session", Outcome.SKIPPED))
+            return
+        state = session.state
+        fields: dict[str, Any] = {"state": state}
         fresh_window = session.window_msgid != item.msgid
         if fresh_window:
             # A new customer message opens a fresh window of 5 sends; a retried one must not.
             fields.update(window_at=_at(item, self.clock), sends=0, window_msgid=item.msgid)
-        new_session = session.session_started is None or session.state == ServiceState.ENDED
+        new_session = session.session_started is None or was_ended
         if new_session:
             # send_time counts whole seconds: a session that ends and starts again within one
             # second has the same start, so the message that opened it names the session.

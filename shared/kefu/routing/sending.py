@@ -13,7 +13,7 @@ from kefu.routing import decide
 from kefu.routing.outcome import SENT, Outcome, SendResult
 from kefu.routing.ports import StatePort, WeComPort
 from kefu.wecom import kf
-from kefu.wecom.errors import INVALID_PARAMETER, WeComError
+from kefu.wecom.errors import INVALID_PARAMETER, SEND_WRONG_STATE, WeComError
 from kefu.wecom.models import ServiceState
 
 
@@ -48,6 +48,10 @@ class Sender:
         try:
             kf.send_text(self.wecom, open_kfid, euid, msgid, text)
         except WeComError as exc:
+            if exc.errcode == SEND_WRONG_STATE:  # the cache was stale: take WeCom's state, send nothing
+                actual, servicer = kf.service_state_get(self.wecom, open_kfid, euid)
+                self.state.sessions.update(open_kfid, euid, {"state": actual, **({"servicer": servicer} if servicer else {})})
+                return SendResult(Outcome.NOT_SENT, f"session in state {actual} at WeCom")
             if not already_sent(exc):
                 raise
         self.state.sessions.update(open_kfid, euid, {"state": ServiceState.BOT})  # a send in state 0 makes it 1
