@@ -27,6 +27,7 @@ settings = load(SyncSettings)
 logger = observability.logger(SERVICE)
 processor = LoggedFifoProcessor(logger)
 policy = SyncPolicy(handoff_max_age=settings.handoff_max_age_hours * 3600,
+                    catchup_grace=settings.catchup_grace_seconds,
                     retention_days=settings.message_retention_days)
 _deps: SyncDeps | None = None
 _pulled: set[str] = set()  # accounts drained during the current invocation
@@ -61,7 +62,8 @@ def record_handler(record) -> None:  # noqa: ANN001 - Powertools SQSRecord
 def _report(result: PullResult) -> None:
     logger.info("account synced", extra={
         "open_kfid": result.open_kfid, "pages": result.pages, "stored": result.stored,
-        "duplicates": result.duplicates, "handed_on": result.handed_on, "first_pull": result.first_pull,
+        "duplicates": result.duplicates, "handed_on": result.handed_on, "catching_up": result.first_pull,
+        "history": result.history,
         "media_saved": result.media_saved, "media_failed": result.media_failed, "errors": result.errors,
     })
     m = observability.metrics(SERVICE)

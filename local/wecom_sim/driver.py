@@ -59,6 +59,12 @@ class CustomerDriver(CallbackSender):
             )
             return kfid
 
+    def add_customer(self, external_userid: str, nickname: str | None = None) -> str:
+        """Know a customer (one who wrote before, e.g. history added with add_raw_item) without
+        logging anything."""
+        with self._lock:
+            return self._customer(external_userid, nickname).external_userid
+
     def add_servicer(self, open_kfid: str, userid: str, status: int = 0, stop_type: int = 0) -> None:
         if status not in (0, 1):
             raise ValueError("status is 0 (receiving) or 1 (stopped)")

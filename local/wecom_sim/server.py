@@ -182,6 +182,9 @@ class HttpFrontEnd(SimulatorCore):
         if not queue:
             return None
         fault = queue[0]
+        if fault.passes > 0:
+            fault.passes -= 1
+            return None
         fault.remaining -= 1
         if fault.remaining <= 0:
             queue.popleft()

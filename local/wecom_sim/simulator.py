@@ -91,14 +91,16 @@ class WeComSimulator(HttpFrontEnd, ApiEndpoints, CustomerDriver):
         http_status: int | None = None,
         delay: float | None = None,
         times: int = 1,
+        after: int = 0,
     ) -> None:
-        """Make the next ``times`` calls to ``path`` (e.g. "kf/sync_msg") fail or stall."""
+        """Make the next ``times`` calls to ``path`` (e.g. "kf/sync_msg") fail or stall, once
+        ``after`` calls have gone through untouched."""
         if errcode is None and http_status is None and delay is None:
             raise ValueError("give errcode, http_status or delay")
-        if times < 1:
-            raise ValueError("times must be at least 1")
+        if times < 1 or after < 0:
+            raise ValueError("times must be at least 1 and after at least 0")
         with self._lock:
-            fault = _Fault(errcode, http_status, delay, times)
+            fault = _Fault(errcode, http_status, delay, times, after)
             self._faults.setdefault(_normalize_path(path), deque()).append(fault)
 
     def clear_faults(self) -> None:

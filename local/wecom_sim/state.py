@@ -192,6 +192,7 @@ class _Fault:
     http_status: int | None
     delay: float | None
     remaining: int
+    passes: int = 0  # calls let through untouched before this fault starts
 
 
 @dataclass

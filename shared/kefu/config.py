@@ -91,6 +91,7 @@ class SyncSettings(Settings):
     media_bucket: str = Field(alias="KEFU_MEDIA_BUCKET", min_length=3)
     message_retention_days: int = Field(alias="KEFU_MESSAGE_RETENTION_DAYS", default=0, ge=0)
     handoff_max_age_hours: int = Field(alias="KEFU_HANDOFF_MAX_AGE_HOURS", default=48, gt=0)
+    catchup_grace_seconds: int = Field(alias="KEFU_CATCHUP_GRACE_SECONDS", default=300, ge=0)
 
 
 class RouteSettings(Settings):

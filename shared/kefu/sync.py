@@ -5,6 +5,11 @@ fresh); store the page's new messages; hand fresh items to the route queue; only
 cursor, conditionally; repeat while has_more. A crash anywhere re-pulls from the last stored
 cursor: messages already stored are skipped by msgid, hand-offs repeat with the same
 deduplication id (msgid), so nothing is lost and nothing is stored twice.
+
+An account's first pulls replay up to three days of history (design rule 9). Until a pull of
+that catch-up reaches has_more 0, an item sent more than ``catchup_grace`` before the callback
+that started the catch-up is history: stored, never acted on. Newer items are live: the customer
+who writes a minute after the deploy is welcomed and served.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ ACCOUNT_GROUP = "_account"
 @dataclass(frozen=True)
 class SyncPolicy:
     handoff_max_age: int = 48 * 3600  # older items are stored but trigger nothing (session window gone)
+    catchup_grace: int = 300  # during a catch-up, items this much older than its callback are history
     retention_days: int = 0  # 0 = keep messages forever
     media_per_run: int = 25
 
@@ -46,7 +52,8 @@ class PullResult:
     stored: int = 0
     duplicates: int = 0
     handed_on: int = 0
-    first_pull: bool = False
+    first_pull: bool = False  # the account was catching up (design rule 9)
+    history: int = 0  # items of the catch-up stored as history, acted on by nobody
     max_lag: int = 0
     media_saved: int = 0
     media_failed: int = 0
@@ -83,9 +90,17 @@ def needs_routing(item: SyncItem) -> bool:
     return item.origin in (3, 5)  # servicers' messages only feed the statistics
 
 
-def should_hand_on(item: SyncItem, *, first_pull: bool, now: float, policy: SyncPolicy) -> bool:
-    """First-deploy replay and items past the session window are stored, never acted on."""
-    if first_pull or not needs_routing(item) or not item.open_kfid:
+def is_history(item: SyncItem, catchup_since: int | None, policy: SyncPolicy) -> bool:
+    """During a catch-up (``catchup_since``: its callback's time), an item sent more than the
+    grace before it is replayed history; an item without a send_time counts as history too."""
+    if catchup_since is None:
+        return False
+    return item.send_time is None or item.send_time < catchup_since - policy.catchup_grace
+
+
+def should_hand_on(item: SyncItem, *, catchup_since: int | None, now: float, policy: SyncPolicy) -> bool:
+    """History of a catch-up and items past the session window are stored, never acted on."""
+    if not needs_routing(item) or not item.open_kfid or is_history(item, catchup_since, policy):
         return False
     return now - (item.send_time or now) <= policy.handoff_max_age
 
@@ -125,8 +140,13 @@ def profile_candidates(items: list[SyncItem]) -> tuple[set[str], set[str]]:
 def pull_account(deps: SyncDeps, open_kfid: str, token: str | None, token_time: int | None,
                  policy: SyncPolicy) -> PullResult:
     result = PullResult(open_kfid)
-    cursor = deps.cursors.get(open_kfid)
-    result.first_pull = cursor is None
+    state = deps.cursors.read(open_kfid)
+    if state.cursor is None and not state.catching_up:
+        # The account's first pull: its catch-up is measured from the callback that asked for it
+        # (or from now, for a scheduled pull), stored before the first page.
+        state = deps.cursors.begin_catchup(open_kfid, int(token_time or deps.clock()))
+    cursor, catchup_since = state.cursor, state.catchup_since
+    result.first_pull = catchup_since is not None
     if not token_usable(token_time, deps.clock()):
         token = None
     while True:
@@ -139,10 +159,14 @@ def pull_account(deps: SyncDeps, open_kfid: str, token: str | None, token_time: 
             token = None
             continue
         result.pages += 1
-        _store_page(deps, result, parse_items(page.msg_list), policy)
-        if page.next_cursor and page.next_cursor != cursor:
-            deps.cursors.advance(open_kfid, cursor, page.next_cursor)
-            cursor = page.next_cursor
+        _store_page(deps, result, parse_items(page.msg_list), policy, catchup_since)
+        moved = bool(page.next_cursor) and page.next_cursor != cursor
+        caught_up = catchup_since is not None and not page.has_more
+        if moved or caught_up:
+            deps.cursors.advance(open_kfid, cursor, page.next_cursor if moved else None, caught_up=caught_up)
+            cursor = page.next_cursor if moved else cursor
+        if caught_up:
+            catchup_since = None
         if not page.has_more:
             break
         if not page.next_cursor:
@@ -151,7 +175,8 @@ def pull_account(deps: SyncDeps, open_kfid: str, token: str | None, token_time: 
     return result
 
 
-def _store_page(deps: SyncDeps, result: PullResult, items: list[SyncItem], policy: SyncPolicy) -> None:
+def _store_page(deps: SyncDeps, result: PullResult, items: list[SyncItem], policy: SyncPolicy,
+                catchup_since: int | None) -> None:
     now = deps.clock()
     unique: dict[str, SyncItem] = {}
     for item in items:
@@ -187,7 +212,8 @@ def _store_page(deps: SyncDeps, result: PullResult, items: list[SyncItem], polic
         if change is not None and change.servicer_userid and item.open_kfid:
             deps.servicer_status(item.open_kfid, change.servicer_userid, change.status == ServicerStatus.RECEIVING)
     fresh = [(msgid, item) for msgid, item in unique.items()
-             if should_hand_on(item, first_pull=result.first_pull, now=now, policy=policy)]
+             if should_hand_on(item, catchup_since=catchup_since, now=now, policy=policy)]
+    result.history += sum(1 for item in unique.values() if is_history(item, catchup_since, policy))
     if fresh:
         deps.hand_on(route_messages(fresh))  # every fresh item, new or not: a crash may have come before this
         result.handed_on += len(fresh)

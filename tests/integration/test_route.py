@@ -38,8 +38,8 @@ STACK_ENV = {
 SERVICERS = ("alice", "bob")
 FORBIDDEN = {95018, 95001, 95014}  # send in a wrong state, over the send budget, not a servicer
 NAMES = ("welcome", "roundrobin", "leastbusy", "stopped", "scene", "sticky", "capacity", "offhours",
-         "bothandoff", "botignore", "replayfirst", "replayold", "closing", "crowd", "repeat")
-UNPRIMED = {"replayfirst"}  # its first pull is the subject of a test
+         "bothandoff", "botignore", "replayfirst", "replaykill", "replayold", "closing", "crowd", "repeat")
+UNPRIMED = {"replayfirst", "replaykill"}  # their first pull is the subject of a test
 HUMAN, POOL = 3, 2
 DECODER = json.JSONDecoder()
 
@@ -328,26 +328,66 @@ def test_unmatched_message_hands_off_or_is_ignored_per_account(env: Env) -> None
 
 # -- replay ------------------------------------------------------------------------------------
 
-def test_first_pull_of_a_fresh_account_is_stored_and_triggers_nothing(env: Env) -> None:
+def add_history(env: Env, open_kfid: str, euid: str, texts: list[str], at: float) -> list[str]:
+    """A customer's visit long before the deploy: entry and messages, as the first pull replays them."""
+    env.sim.add_customer(euid)
+    msgids = [env.sim.add_raw_item(open_kfid, {"origin": 4, "msgtype": "event", "event": {
+        "event_type": "enter_session", "open_kfid": open_kfid, "external_userid": euid, "scene": "",
+        "welcome_code": "long-dead-welcome-code"}}, send_time=at)]
+    for i, text in enumerate(texts, 1):
+        msgids.append(env.sim.add_raw_item(open_kfid, {"open_kfid": open_kfid, "external_userid": euid, "origin": 3,
+                                                       "msgtype": "text", "text": {"content": text}}, send_time=at + i))
+    return msgids
+
+
+def assert_untouched(env: Env, open_kfid: str, euid: str) -> None:
+    assert not env.sends(open_kfid, euid), "history was answered"
+    assert not env.calls("kf/service_state/trans", open_kfid, euid), "history was routed"
+    assert not [d for d in env.decisions(euid) if d.get("outcome") != "skipped"], env.decisions(euid)
+
+
+def test_a_customer_who_writes_after_the_first_deploy_is_served_and_the_history_is_not(env: Env) -> None:
+    """Rule 9: the first pull replays two days of history (stored, acted on by nobody), and the
+    customer who came after the deploy is welcomed and assigned by the same pull."""
     k = kfid("replayfirst")
     assert env.cursor(k) is None
     env.sim.configure(auto_callback=False)
     try:
-        backlog, code = env.sim.customer_enter(k)
+        history = add_history(env, k, "wmhistoryfirst0000000000001", ["human please, I have waited"],
+                              env.sim.now() - 47 * 3600)  # inside the session window: only rule 9 holds it back
+        live, code = env.sim.customer_enter(k, welcome=True)  # 30 s after the deploy, say
         assert code
-        env.sim.customer_says(k, backlog, "human please, I have waited")
-        env.sim.fire_callback(k)
-        wait_for(lambda: env.cursor(k) and env.stored_count(k) == 2, message="the backlog stored")
     finally:
         env.sim.configure(auto_callback=True)
-    # A customer after the first pull is routed (welcomed): the barrier for the backlog's items.
-    later, _ = env.sim.customer_enter(k)
+    env.sim.fire_callback(k)
+    wait_for(lambda: env.sends(k, live, via="send_msg_on_event"), message="the live customer's welcome")
+    env.sim.customer_says(k, live, "hello, anyone there?")
+    assert env.assigned(k, live) in SERVICERS
+    wait_for(lambda: env.stored_count(k) >= len(history) + 2, message="the history stored")
+    wait_for(env.route_queue_empty, message="nothing left to route")
+    assert_untouched(env, k, "wmhistoryfirst0000000000001")
+
+
+def test_a_catch_up_killed_after_its_first_page_is_resumed_as_a_catch_up(env: Env) -> None:
+    k = kfid("replaykill")
+    old = "wmhistorykill00000000000001"
+    env.sim.configure(auto_callback=False, page_cap=2)
+    try:
+        add_history(env, k, old, ["hello?", "human please", "is anyone there", "human!!"], env.sim.now() - 47 * 3600)
+        # The pull dies after its first page (every in-process retry of page 2 fails): the sync
+        # job comes back after its visibility timeout and pulls on from the stored cursor.
+        env.sim.inject_fault("kf/sync_msg", http_status=503, times=4, after=1)
+        env.sim.fire_callback(k)
+        wait_for(lambda: env.sim.pending_faults("kf/sync_msg") == 0 and env.cursor(k), timeout=30,
+                 message="the first page stored and the second page's pull failed")
+        wait_for(lambda: env.stored_count(k) == 5, timeout=40, message="the catch-up resumed and finished")
+    finally:
+        env.sim.configure(auto_callback=True, page_cap=None)
+        env.sim.clear_faults()
+    later, _ = env.sim.customer_enter(k)  # routed: the barrier for anything the history left queued
     wait_for(lambda: env.sends(k, later, via="send_msg_on_event"), message="the later customer's welcome")
     wait_for(env.route_queue_empty, message="nothing left to route")
-    assert not env.sends(k, backlog)
-    assert not env.calls("kf/service_state/trans", k, backlog)
-    assert not env.decisions(backlog)
-    assert env.state(k, backlog) == 0
+    assert_untouched(env, k, old)
 
 
 def test_an_item_older_than_48h_triggers_nothing_but_a_late_one_is_routed(env: Env) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from kefu.store.cursors import CursorMoved
+from kefu.store.cursors import CursorMoved, CursorState
 from kefu.sync import SyncDeps, SyncPolicy, pull_account
 from kefu.wecom.errors import MSG_TOKEN_INVALID, WeComError
 
@@ -58,18 +58,27 @@ class Messages:
 
 
 class Cursors:
-    def __init__(self, cursor: str | None = None) -> None:
+    def __init__(self, cursor: str | None = None, catchup_since: int | None = None) -> None:
         self.cursor = cursor
+        self.catchup_since = catchup_since
         self.moves: list[tuple[str | None, str]] = []
 
-    def get(self, open_kfid: str) -> str | None:
-        return self.cursor
+    def read(self, open_kfid: str) -> CursorState:
+        return CursorState(self.cursor, self.catchup_since)
 
-    def advance(self, open_kfid: str, old: str | None, new: str) -> None:
+    def begin_catchup(self, open_kfid: str, since: int) -> CursorState:
+        if self.cursor is None and self.catchup_since is None:
+            self.catchup_since = since
+        return self.read(open_kfid)
+
+    def advance(self, open_kfid: str, old: str | None, new: str | None, *, caught_up: bool = False) -> None:
         if old != self.cursor:
             raise CursorMoved("moved by another writer")
-        self.cursor = new
-        self.moves.append((old, new))
+        if new is not None:
+            self.cursor = new
+            self.moves.append((old, new))
+        if caught_up:
+            self.catchup_since = None
 
 
 class Nothing:
@@ -88,8 +97,10 @@ class Nothing:
         return []
 
 
-def run(script: list[dict[str, Any] | WeComError], cursor: str | None = "c0", token: str | None = None):
-    wecom, messages, cursors, handed = ScriptedWeCom(script), Messages(), Cursors(cursor), []
+def run(script: list[dict[str, Any] | WeComError], cursor: str | None = "c0", token: str | None = None,
+        cursors: Cursors | None = None):
+    wecom, messages, handed = ScriptedWeCom(script), Messages(), []
+    cursors = cursors or Cursors(cursor)
     deps = SyncDeps(wecom=wecom, messages=messages, cursors=cursors, customers=Nothing(), media=Nothing(),  # type: ignore[arg-type]
                     hand_on=lambda batch: handed.extend(json.loads(m.body)["items"][0]["msgid"] for m in batch),
                     clock=lambda: NOW)
@@ -123,11 +134,36 @@ def test_has_more_without_a_cursor_stops_the_pull_after_storing_the_page() -> No
         run([{"next_cursor": "", "has_more": 1, "msg_list": [text(1)]}])
 
 
-def test_the_first_pull_stores_history_and_acts_on_none_of_it() -> None:
-    result, _, messages, cursors, handed = run([{"next_cursor": "c1", "has_more": 0, "msg_list": [text(1)]}],
-                                               cursor=None)
-    assert result.first_pull and list(messages.records) == ["m1"] and handed == []
-    assert cursors.cursor == "c1"
+def old(n: int, euid: str = "c0") -> dict[str, Any]:
+    return {**text(n, euid), "msgid": f"h{n}", "send_time": NOW - 2 * 86400}
+
+
+def test_the_first_pull_stores_history_acts_on_none_of_it_and_routes_what_is_live() -> None:
+    result, _, messages, cursors, handed = run(
+        [{"next_cursor": "c1", "has_more": 0, "msg_list": [old(1), text(1)]}], cursor=None, token="tok")
+    assert result.first_pull and sorted(messages.records) == ["h1", "m1"]
+    assert handed == ["m1"], "the customer who wrote after the deploy is routed, the history is not"
+    assert result.history == 1
+    assert cursors.cursor == "c1" and cursors.catchup_since is None, "the catch-up ended with has_more 0"
+
+
+def test_a_catch_up_interrupted_after_a_page_is_resumed_as_a_catch_up() -> None:
+    cursors = Cursors(None)
+    with pytest.raises(WeComError):
+        run([{"next_cursor": "c1", "has_more": 1, "msg_list": [old(1)]},
+             WeComError("kf/sync_msg", -1, "system busy", http_status=200)], cursors=cursors, token="tok")
+    assert cursors.cursor == "c1" and cursors.catchup_since == NOW - 5, "the catch-up is remembered with the cursor"
+    # The retry (even one started by a later callback) is still the same catch-up.
+    result, _, messages, _, handed = run([{"next_cursor": "c2", "has_more": 0, "msg_list": [old(2), text(3)]}],
+                                         cursors=cursors)
+    assert "h2" in messages.records and handed == ["m3"], f"history of the resumed catch-up was routed: {handed}"
+    assert cursors.catchup_since is None
+
+
+def test_after_the_catch_up_items_are_live_whatever_their_age_within_the_window() -> None:
+    late = {**text(7), "send_time": NOW - 3600}  # delivered late after an outage: its customer waits
+    _, _, _, _, handed = run([{"next_cursor": "c1", "has_more": 0, "msg_list": [late]}])
+    assert handed == ["m7"]
 
 
 def test_a_re_pulled_page_is_stored_once_and_handed_on_again() -> None:
@@ -140,8 +176,8 @@ def test_a_pull_whose_cursor_moved_meanwhile_does_not_overwrite_it() -> None:
     wecom, messages, cursors = ScriptedWeCom([{"next_cursor": "c1", "has_more": 0, "msg_list": [text(1)]}]), Messages(), Cursors("c0")
     deps = SyncDeps(wecom=wecom, messages=messages, cursors=cursors, customers=Nothing(), media=Nothing(),  # type: ignore[arg-type]
                     hand_on=lambda batch: None, clock=lambda: NOW)
-    original = cursors.get
-    cursors.get = lambda open_kfid: (original(open_kfid), setattr(cursors, "cursor", "c9"))[0]  # type: ignore[method-assign]
+    original = cursors.read
+    cursors.read = lambda open_kfid: (original(open_kfid), setattr(cursors, "cursor", "c9"))[0]  # type: ignore[method-assign]
     with pytest.raises(CursorMoved):
         pull_account(deps, K, None, None, SyncPolicy())
     assert cursors.cursor == "c9"

@@ -21,8 +21,8 @@ def event(event_type: str, age: int = 0, **fields) -> dict:
             "event": {"event_type": event_type, "open_kfid": "wkA", "external_userid": "wmC", **fields}}
 
 
-def hand_on(raw: dict, first_pull: bool = False) -> bool:
-    return should_hand_on(parse_item(raw), first_pull=first_pull, now=NOW, policy=POLICY)
+def hand_on(raw: dict, catchup_since: int | None = None) -> bool:
+    return should_hand_on(parse_item(raw), catchup_since=catchup_since, now=NOW, policy=POLICY)
 
 
 def test_customer_messages_and_routing_events_are_handed_on() -> None:
@@ -37,9 +37,15 @@ def test_servicer_messages_go_on_for_statistics_other_events_do_not() -> None:
     assert not hand_on(event("some_future_event"))
 
 
-def test_first_pull_is_a_replay_and_triggers_nothing() -> None:
-    assert not hand_on(text(), first_pull=True)
-    assert not hand_on(event("enter_session"), first_pull=True)
+def test_during_a_catch_up_only_items_older_than_its_callback_by_the_grace_are_history() -> None:
+    started = NOW - 30  # the callback that started the catch-up came 30 s ago
+    assert not hand_on(text(age=2 * 86400), catchup_since=started)
+    assert not hand_on(event("enter_session", age=2 * 86400), catchup_since=started)
+    assert not hand_on(text(age=30 + POLICY.catchup_grace + 1), catchup_since=started)
+    assert hand_on(text(age=30 + POLICY.catchup_grace - 1), catchup_since=started)  # within the grace: live
+    assert hand_on(text(age=0), catchup_since=started)  # written after the deploy: live
+    assert hand_on(event("enter_session", age=10), catchup_since=started)
+    assert hand_on(text(age=47 * 3600))  # after the catch-up an item is judged by its age alone
 
 
 def test_late_messages_are_still_routed_within_the_session_window() -> None:
