@@ -55,7 +55,8 @@ class CursorStore(TableStore):
     def advance(self, open_kfid: str, old: str | None, new: str | None, *, caught_up: bool = False) -> None:
         """Move the cursor from ``old`` to ``new`` (None: keep it) and, with ``caught_up``, end the
         catch-up in the same write; refused if another writer moved the cursor meanwhile."""
-        sets, values = ["updated_at = :now"], {":now": int(time.time())}
+        sets = ["updated_at = :now"]
+        values: dict[str, Any] = {":now": int(time.time())}
         if new is not None:
             sets.append("#c = :new")
             values[":new"] = new
