@@ -11,19 +11,20 @@ from kefu import callback, observability
 from kefu.config import CallbackSettings, load
 from kefu.crypto import WXBizMsgCrypt
 from kefu.queues import enqueue_sync
-from kefu.secrets import load_secrets
+from kefu.secrets import load_callback_secrets
 
 if TYPE_CHECKING:  # the type only: no import at cold start
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 SERVICE = "callback"
+UNVERIFIED_METRIC = "CallbackUnverified"  # the CallbackUnverifiedAlarm watches it
 settings = load(CallbackSettings)
 logger = observability.logger(SERVICE)
 app = APIGatewayHttpResolver()
 
 
 def _crypto() -> WXBizMsgCrypt:
-    secrets = load_secrets(settings.secrets_prefix)  # cached per container by Powertools
+    secrets = load_callback_secrets(settings.secrets_prefix)  # cached per container by Powertools
     return WXBizMsgCrypt(secrets.callback_token, secrets.encoding_aes_key, settings.corp_id)
 
 
@@ -71,6 +72,8 @@ def receive_event() -> Response:
 def rejected(exc: callback.CallbackRejected) -> Response:
     logger.warning("callback rejected", extra={"status": exc.status, "error": exc.error, "path": app.current_event.path})
     observability.count(SERVICE, "CallbackRejected")
+    if isinstance(exc, callback.CallbackUnverified):  # wrong Token/EncodingAESKey/CorpID, or a forgery
+        observability.count(SERVICE, UNVERIFIED_METRIC)
     return exc.response()
 
 

@@ -21,6 +21,12 @@ class CallbackRejected(HttpError):
     """A callback request refused (bad signature, body or XML)."""
 
 
+class CallbackUnverified(CallbackRejected):
+    """Refused because the signature or the decryption failed: a forgery, or - when WeCom sends
+    it - a Token, EncodingAESKey or CorpID that differs from WeCom's, which loses every callback.
+    Kept apart from other bad input (oversized bodies, broken XML) so it can have its own alarm."""
+
+
 @dataclass(frozen=True)
 class SyncJob:
     """What the sync function needs to pull: the account, the callback token, and when."""
@@ -64,7 +70,7 @@ def _decrypt(crypto: WXBizMsgCrypt, query: Mapping[str, str], encrypted: str) ->
         return crypto.verify_and_decrypt(signature, timestamp, nonce, encrypted)
     except CryptoError as exc:
         status = 403 if exc.reason == "bad_signature" else 400
-        raise CallbackRejected(status, exc.reason, str(exc)) from None
+        raise CallbackUnverified(status, exc.reason, str(exc)) from None
 
 
 def verify_url(crypto: WXBizMsgCrypt, query: Mapping[str, str]) -> str:

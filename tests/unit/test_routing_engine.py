@@ -178,7 +178,7 @@ def test_a_message_whose_session_ended_at_wecom_meanwhile_settles_instead_of_fai
     w.engine.assigner.roster(K)
     w.state.rosters.save(K, {"alice": True}, w.clock.now)
     w.says("c1", "human please")  # the record must settle, not fail until the dead-letter queue
-    assert w.decisions[-1].outcome == Outcome.SKIPPED and "ended at WeCom" in (w.decisions[-1].detail or "")
+    assert w.decisions[-1].outcome == Outcome.SKIPPED and "state 4 at WeCom" in (w.decisions[-1].detail or "")
     assert w.state.sessions.get(K, "c1").state == 4 and w.state.loads.get(K) == {"alice": 0}
 
 
@@ -223,3 +223,82 @@ def test_a_send_refused_for_a_stale_state_takes_wecoms_state_and_does_not_fail()
     w.says("c1", "price?")  # cached 1: the bot replies, WeCom refuses with 95018
     assert w.outcomes("c1")[-1][1] == Outcome.NOT_SENT
     assert w.state.sessions.get(K, "c1").state == 3
+
+
+def test_a_pool_head_a_servicer_picked_at_wecom_is_repaired_and_the_drain_goes_on() -> None:
+    w = World({"alice": False, "bob": False})
+    w.says("c1", "human")
+    w.clock.now += 1
+    w.says("c2", "human")
+    w.wecom.states[(K, "c1")] = (3, "bob")  # bob took c1 in the WeCom client; no event reached Kefu
+    w.wecom.servicers[K].update(alice=True)
+    w.state.rosters.save(K, {"alice": True, "bob": False}, w.clock.now)
+    assert w.engine.assigner.drain_pool(K) == 1
+    assert w.wecom.states[(K, "c2")] == (3, "alice")
+    assert w.state.pool.oldest(K) == []
+    c1 = w.state.sessions.get(K, "c1")
+    assert (c1.state, c1.servicer, c1.counted) == (3, "bob", "bob")  # bob's load counts c1 now
+    assert w.state.loads.get(K) == {"alice": 1, "bob": 1}
+
+
+def test_a_customer_whose_human_session_ended_silently_is_served_when_writing_again() -> None:
+    w = World()
+    w.says("c1", "human")
+    assert w.state.loads.get(K) == {"alice": 1}
+    w.wecom.states[(K, "c1")] = (0, None)  # ended and reopened at WeCom; the end event was lost
+    w.clock.now += 60
+    w.says("c1", "price?")
+    assert w.outcomes("c1")[-1] == ("bot keyword 'price'", Outcome.SENT)  # not "held"
+    assert w.state.loads.get(K) == {"alice": 0}  # alice's place came back
+    assert w.state.sessions.get(K, "c1").session_id == f"m{w.n}"  # a new session
+
+
+def test_an_end_older_than_the_current_session_ends_nothing() -> None:
+    w = World()
+    w.says("c1", "human")
+    stale_end = w.item("c1", origin=4, msgtype="event",
+                       event={"open_kfid": K, "external_userid": "c1", "event_type": "session_status_change",
+                              "change_type": 3, "old_servicer_userid": "alice", "msg_code": "end-old"})
+    w.clock.now += 10
+    w.event("c1", event_type="session_status_change", change_type=3, old_servicer_userid="alice", msg_code="end1")
+    w.wecom.states[(K, "c1")] = (0, None)
+    w.clock.now += 10
+    w.says("c1", "human")  # a new session, with alice again
+    assert w.wecom.states[(K, "c1")] == (3, "alice")
+    w.engine.handle(parse_item(stale_end))  # redriven from the dead-letter queue
+    assert w.outcomes("c1")[-1] == ("session change older than the session", Outcome.SKIPPED)
+    assert w.state.sessions.get(K, "c1").state == 3 and w.state.loads.get(K) == {"alice": 1}
+
+
+def test_an_older_message_arriving_late_does_not_reset_the_send_budget() -> None:
+    w = World()
+    w.says("c1", "price?")
+    newer = w.state.sessions.get(K, "c1")
+    late = w.item("c1", origin=3, msgtype="text", text={"content": "price?"}, send_time=int(w.clock.now) - 30)
+    w.engine.handle(parse_item(late))
+    session = w.state.sessions.get(K, "c1")
+    assert (session.window_at, session.window_msgid) == (newer.window_at, newer.window_msgid)
+    assert session.sends >= newer.sends  # the late copy's reply spends from the same window
+
+
+def test_the_queue_notice_of_each_hand_off_has_its_own_msgid() -> None:
+    w = World({"alice": False})
+    w.says("c1", "human")
+    w.event("c1", event_type="session_status_change", change_type=3, msg_code="end1")
+    w.wecom.states[(K, "c1")] = (0, None)
+    w.clock.now += 10
+    w.says("c1", "human")
+    notices = [body["msgid"] for path, body in w.wecom.calls
+               if path == "kf/send_msg_on_event" and body.get("text", {}).get("content") == "please wait"]
+    assert len(notices) == 2 and len(set(notices)) == 2  # the second is not refused as a repeat
+
+
+def test_the_welcome_is_sent_before_the_entry_is_counted() -> None:
+    w = World()
+    order: list[str] = []
+    entered = w.engine.accounting.entered
+    w.engine.accounting.entered = lambda *a, **k: (order.append("counted"), entered(*a, **k))[1]  # type: ignore[method-assign]
+    sent = w.wecom._apply
+    w.wecom._apply = lambda path, body: (order.append(path), sent(path, body))[1]  # type: ignore[method-assign]
+    w.event("c1", event_type="enter_session", scene="", welcome_code="w1")
+    assert order == ["kf/send_msg_on_event", "counted"]

@@ -44,3 +44,33 @@ def test_every_dead_letter_queue_has_an_alarm() -> None:
                for dim in r["Properties"].get("Dimensions", [])
                if isinstance(dim["Value"], dict) and "Fn::GetAtt" in dim["Value"]}
     assert dlqs and dlqs <= watched
+
+
+def _ssm_resources(function: str) -> list[str]:
+    policies = TEMPLATE.body["Resources"][function]["Properties"].get("Policies") or []
+    found = []
+    for policy in policies:
+        for statement in (policy.get("Statement") or []) if isinstance(policy, dict) else []:
+            if any(action.startswith("ssm:") for action in statement["Action"]):
+                resources = statement["Resource"]
+                found += [r["Fn::Sub"] if isinstance(r, dict) else r
+                          for r in (resources if isinstance(resources, list) else [resources])]
+    return found
+
+
+def test_the_callback_may_read_its_two_secrets_and_never_the_corp_secret() -> None:
+    from kefu.secrets import CALLBACK_NAMES, CORP_SECRET
+
+    readable = _ssm_resources("CallbackFunction")
+    assert sorted(r.rsplit("/", 1)[1] for r in readable) == sorted(CALLBACK_NAMES)
+    assert not any(r.endswith("/*") or r.endswith(CORP_SECRET) for r in readable)
+
+
+def test_a_callback_that_fails_verification_alarms() -> None:
+    import ast
+
+    source = (Path(__file__).resolve().parents[2] / "functions/callback/app.py").read_text()
+    metric = next(node.value.value for node in ast.walk(ast.parse(source))
+                  if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "UNVERIFIED_METRIC")
+    alarms = [r["Properties"] for r in TEMPLATE.resources("AWS::CloudWatch::Alarm").values()]
+    assert any(a.get("MetricName") == metric and a.get("Namespace") == "Kefu" for a in alarms)

@@ -25,9 +25,15 @@ from kefu.wecom.models import ServiceState
 HUMAN, POOL, ENDED = ServiceState.HUMAN, ServiceState.POOL, ServiceState.ENDED
 
 
-class SessionEnded(WeComError):
-    """WeCom refused a move because the session has ended there; the event saying so is still
-    queued behind the item being routed (design rule 13: WeCom is the truth)."""
+class StaleSession(WeComError):
+    """WeCom refused a move because the session is elsewhere than Kefu's cache says (ended, picked
+    by a servicer, back in the pool), and will keep refusing it: the cache must take WeCom's view
+    (design rule 13), not retry the move."""
+
+    def __init__(self, refused: WeComError, state: int, servicer: str | None) -> None:
+        super().__init__(refused.path, refused.errcode, refused.errmsg, refused.http_status)
+        self.state = ServiceState(state) if state in ServiceState._value2member_map_ else ENDED
+        self.servicer = servicer
 
 
 @dataclass(frozen=True)
@@ -68,33 +74,53 @@ class Assigner:
         self.state.rosters.save(open_kfid, fresh, now)
         return fresh
 
-    def known_state(self, open_kfid: str, euid: str, session: Session) -> Session:
-        """The session with its state known: cached, or asked of WeCom and stored."""
-        if session.state is not None:
-            return session
+    def refresh(self, open_kfid: str, euid: str, session: Session) -> Session:
+        """Ask WeCom where the session is and make the cache say the same (design rule 13)."""
         state, servicer = kf.service_state_get(self.wecom, open_kfid, euid)
-        fields: dict[str, object] = {"state": state}
-        if servicer:
-            fields["servicer"] = servicer
-        self.state.sessions.update(open_kfid, euid, fields)
-        return session.with_fields(fields)
+        return self.take_truth(open_kfid, euid, session, state, servicer)
+
+    def take_truth(self, open_kfid: str, euid: str, session: Session, state: int, servicer: str | None) -> Session:
+        """Bring the cached session to WeCom's ``state`` (and holder): the servicer's load follows
+        the session (counted for the holder in state 3, given back otherwise), the pool entry is
+        kept only while it waits in state 2, and the state is stored. Safe to repeat."""
+        truth = ServiceState(state) if state in ServiceState._value2member_map_ else ENDED
+        holder = servicer if truth == HUMAN and servicer else None
+        if session.counted != holder:
+            self.state.loads.move(open_kfid, euid, session.counted, holder)
+        fields: dict[str, object] = {"state": truth}
+        remove: tuple[str, ...] = ()
+        if holder:
+            fields.update(servicer=holder, last_servicer=holder)
+        else:
+            remove = ("servicer",)
+        if truth == POOL:
+            if not session.pool_key:
+                fields.update(pool_key=self.state.pool.add(open_kfid, euid, self.clock()), pooled_at=int(self.clock()))
+        elif session.pool_key:
+            self.state.pool.remove(open_kfid, session.pool_key)
+            remove += ("pool_key",)
+        self.state.sessions.update(open_kfid, euid, fields, remove=remove)
+        return session.with_fields({**fields, "counted": holder, **{name: None for name in remove}})
 
     def assign(self, target: Target, trigger: str | None = None) -> str | None:
         """Transfer the session to a servicer with room, or put it in the pool; returns the servicer."""
         try:
             servicer = self._try_servicers(target)
-        except SessionEnded:
-            self._ended_meanwhile(target)
+        except StaleSession as stale:
+            self._moved_meanwhile(target, stale)
             return None
         if servicer is None:
             self.to_pool(trigger or f"{target.euid}-pool", target)
         return servicer
 
-    def _ended_meanwhile(self, target: Target) -> None:
-        """The session ended at WeCom before Kefu heard of it: nothing to move; cache the truth."""
-        self.state.sessions.update(target.open_kfid, target.euid, {"state": ENDED})
+    def _moved_meanwhile(self, target: Target, stale: StaleSession) -> None:
+        """The session ended or moved at WeCom before Kefu heard of it: nothing to move; the cache
+        takes WeCom's view (an event saying so may still be on its way, or lost for good)."""
+        session = self.state.sessions.get(target.open_kfid, target.euid)
+        self.take_truth(target.open_kfid, target.euid, session, stale.state, stale.servicer)
         self.record(Decision(target.open_kfid, target.euid, target.scene, target.rule, Outcome.SKIPPED,
-                             detail="the session ended at WeCom meanwhile"))
+                             servicer=stale.servicer,
+                             detail=f"the session is in state {int(stale.state)} at WeCom (errcode {stale.metric_code})"))
 
     def _try_servicers(self, target: Target) -> str | None:
         open_kfid, euid, policy = target.open_kfid, target.euid, target.policy
@@ -165,11 +191,14 @@ class Assigner:
             try:
                 return kf.service_state_trans(self.wecom, open_kfid, euid, target, servicer)
             except WeComError as exc:
+                if exc.errcode == NOT_A_SERVICER:
+                    raise  # the servicer, not the session, is the problem: the caller tries another
                 actual, holder = kf.service_state_get(self.wecom, open_kfid, euid)
                 if actual == target and (target != HUMAN or holder == servicer):
                     return None  # it went through before the error reached us
-                if actual == ENDED and not exc.transient:
-                    raise SessionEnded(exc.path, exc.errcode, exc.errmsg, exc.http_status) from None
+                if not exc.transient and actual in (ENDED, HUMAN):
+                    # Ended, or with a servicer already: the cache was stale and the move is moot.
+                    raise StaleSession(exc, actual, holder) from None
                 if not exc.transient or attempt == self.settings.trans_attempts:
                     raise
                 self.sleep(self.settings.trans_backoff * attempt)
@@ -182,8 +211,8 @@ class Assigner:
         if session.state != POOL:
             try:
                 code = self._trans(open_kfid, euid, POOL)
-            except SessionEnded:
-                self._ended_meanwhile(target)
+            except StaleSession as stale:
+                self._moved_meanwhile(target, stale)
                 return
             key = session.pool_key or self.state.pool.add(open_kfid, euid, self.clock())
             self.state.sessions.update(open_kfid, euid, {"state": POOL, "pool_key": key, "pooled_at": int(self.clock())})
@@ -203,15 +232,19 @@ class Assigner:
             if not any(on and loads.get(u, 0) < default.max_active_per_servicer for u, on in roster.items()):
                 break  # nobody has room at all
             session = self.state.sessions.get(open_kfid, entry.external_userid)
+            if session.state == POOL:
+                # Ask WeCom first: a servicer may have picked it in the WeCom client, or it ended,
+                # with no event reaching Kefu - and a transfer would take it from that servicer.
+                session = self.refresh(open_kfid, entry.external_userid, session)
             if session.state != POOL:
-                self.state.pool.remove(open_kfid, entry.sort_key)  # assigned or ended meanwhile
+                self.state.pool.remove(open_kfid, entry.sort_key)  # assigned, picked or ended meanwhile
                 continue
             target = Target(open_kfid, entry.external_userid, rules.policy(open_kfid, session.scene), session.scene,
                             "pool drain")
             try:
                 if self._try_servicers(target):
                     assigned += 1
-            except SessionEnded:  # a stale entry never stops the drain: drop it, go on with the next
-                self._ended_meanwhile(target)
+            except StaleSession as stale:  # a stale entry never stops the drain: repair it, go on
+                self._moved_meanwhile(target, stale)
                 self.state.pool.remove(open_kfid, entry.sort_key)
         return assigned

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from kefu.routing import decide
@@ -44,6 +43,15 @@ HUMAN_CHANGES = {SessionChangeType.PICKED_FROM_POOL: "picked from pool", Session
 
 def _at(item: SyncItem, clock: Callable[[], float]) -> int:
     return int(item.send_time or clock())
+
+
+ACTIVE_FIELDS = ("active_of", "active_at")
+
+
+def active_since(open_kfid: str, at: int, session: Session) -> dict[str, Any]:
+    """The fields that list a live session in the account's index of open sessions (what the
+    sweep reads for idle ends and reconciliation), with its last activity."""
+    return {"active_of": open_kfid, "active_at": max(at, session.active_at or 0)}
 
 
 def _scene_has(rules: Rules, open_kfid: str, scene: str | None, key: str) -> bool:
@@ -105,9 +113,13 @@ class RoutingEngine:
         elif item.origin == Origin.CUSTOMER and euid:
             self._customer_message(item, open_kfid, euid, session or self.state.sessions.get(open_kfid, euid))
         elif item.origin == Origin.SERVICER and euid and item.servicer_userid:
-            # Servicers' own messages route nothing; they only count (messages, first response).
+            # Servicers' own messages route nothing; they count (messages, first response) and keep
+            # the session from looking idle.
+            session = session or self.state.sessions.get(open_kfid, euid)
             self.accounting.servicer_message(item.msgid, _at(item, self.clock), open_kfid, euid,
-                                             item.servicer_userid, session or self.state.sessions.get(open_kfid, euid))
+                                             item.servicer_userid, session)
+            if session.state is not None and session.state != ServiceState.ENDED:
+                self.state.sessions.update(open_kfid, euid, active_since(open_kfid, _at(item, self.clock), session))
 
     # -- welcome --------------------------------------------------------------------------------
 
@@ -118,7 +130,6 @@ class RoutingEngine:
         scene = event.scene or None
         self.state.sessions.update(open_kfid, euid, {"scene": scene or "", "scene_param": event.scene_param or "",
                                                      "entered_at": _at(item, self.clock)})
-        self.accounting.entered(item.msgid, _at(item, self.clock), open_kfid, euid, scene, event.scene_param)
         policy = self.rules.policy(open_kfid, scene)
         code = event.welcome_code
         if not code or not policy.welcome:
@@ -131,6 +142,8 @@ class RoutingEngine:
                                       {"msgtype": "text", "text": {"content": policy.welcome}})
             rule = "scene welcome" if _scene_has(self.rules, open_kfid, scene, "welcome") else "welcome"
             decision = Decision(open_kfid, euid, scene, rule, sent.outcome, detail=sent.detail)
+        # Counted after the welcome: its code lives 20 s, the statistics can wait (rule 8).
+        self.accounting.entered(item.msgid, _at(item, self.clock), open_kfid, euid, scene, event.scene_param)
         self.record(decision)
 
     # -- customer messages ----------------------------------------------------------------------
@@ -141,24 +154,31 @@ class RoutingEngine:
         if item.menu_id:
             self._menu_click(item, open_kfid, euid, session, policy)
             return
-        was_ended = session.state == ServiceState.ENDED
-        # After an end, ask WeCom: a message written after it opened a new session (state 0), one
-        # written before it (still queued behind the end, or a late copy) belongs to the ended one.
-        session = self.assigner.known_state(open_kfid, euid, replace(session, state=None) if was_ended else session)
+        cached = session.state
+        if cached not in (ServiceState.NEW, ServiceState.BOT):
+            # Unknown, ended, waiting or with a human: ask WeCom (design rule 13). A session that
+            # ended or moved with no event reaching Kefu is repaired here, so the customer is served;
+            # a message written before an end (queued behind it, or a late copy) belongs to the
+            # ended session.
+            session = self.assigner.refresh(open_kfid, euid, session)
         if session.state == ServiceState.ENDED:
             self.record(Decision(open_kfid, euid, scene, "message of an ended session", Outcome.SKIPPED))
             return
         state = session.state
-        fields: dict[str, Any] = {"state": state}
-        fresh_window = session.window_msgid != item.msgid
+        at = _at(item, self.clock)
+        fields: dict[str, Any] = {"state": state, **active_since(open_kfid, at, session)}
+        fresh_window = session.window_msgid != item.msgid and at >= (session.window_at or 0)
         if fresh_window:
-            # A new customer message opens a fresh window of 5 sends; a retried one must not.
-            fields.update(window_at=_at(item, self.clock), sends=0, window_msgid=item.msgid)
-        new_session = session.session_started is None or was_ended
+            # A newer customer message opens a fresh window of 5 sends; a retried or an older one
+            # (a late copy, a record redriven from the DLQ) must not.
+            fields.update(window_at=at, sends=0, window_msgid=item.msgid)
+        reopened = cached in (ServiceState.ENDED, ServiceState.POOL, ServiceState.HUMAN) and state in (
+            ServiceState.NEW, ServiceState.BOT)
+        new_session = session.session_started is None or reopened
         if new_session:
             # send_time counts whole seconds: a session that ends and starts again within one
             # second has the same start, so the message that opened it names the session.
-            fields.update(session_started=_at(item, self.clock), session_id=item.msgid)
+            fields.update(session_started=at, session_id=item.msgid)
         self.state.sessions.update(open_kfid, euid, fields, remove=("send_ids",) if fresh_window else ())
         session = session.with_fields(fields)
         self.accounting.received(item.msgid, _at(item, self.clock), open_kfid, euid, scene, item.msgtype,
@@ -177,7 +197,7 @@ class RoutingEngine:
         """The bot's keyword reply, or a hand-off to a human (with no bot: straight to one)."""
         bot = target.policy.bot
         if bot is None:
-            self.assigner.assign(target)
+            self.assigner.assign(target, trigger=item.msgid)  # the queue notice's msgid: one per message
             return
         match = decide.match_bot(bot, item.text)
         if match.outcome == "reply":
@@ -188,7 +208,8 @@ class RoutingEngine:
             self.record(Decision(target.open_kfid, target.euid, target.scene, "bot unmatched", Outcome.IGNORED))
         else:
             rule = f"hand-off keyword {match.keyword!r}" if match.outcome == "handoff" else "bot unmatched: handoff"
-            self.assigner.assign(Target(target.open_kfid, target.euid, target.policy, target.scene, rule))
+            self.assigner.assign(Target(target.open_kfid, target.euid, target.policy, target.scene, rule),
+                                 trigger=item.msgid)
 
     def _off_hours(self, item: SyncItem, target: Target, session: Session) -> None:
         replied = None
@@ -218,10 +239,17 @@ class RoutingEngine:
         change, old, new = event.change_type, event.old_servicer_userid or None, event.new_servicer_userid or None
         session = known or self.state.sessions.get(open_kfid, euid)
         scene, at = session.scene, _at(item, self.clock)
+        if session.session_started is not None and at < session.session_started:
+            # An event older than the session the customer has opened since (a late copy, a
+            # record redriven from the DLQ): it must not end or move the newer session.
+            self.record(Decision(open_kfid, euid, scene, "session change older than the session", Outcome.SKIPPED,
+                                 detail=f"change_type={change}"))
+            return
         if change == SessionChangeType.ENDED:
             if session.counted:
                 self.state.loads.move(open_kfid, euid, session.counted, None)
-            self.state.sessions.update(open_kfid, euid, {"state": ServiceState.ENDED}, remove=("servicer", "pool_key"))
+            self.state.sessions.update(open_kfid, euid, {"state": ServiceState.ENDED},
+                                       remove=("servicer", "pool_key", *ACTIVE_FIELDS))
             if session.pool_key:
                 self.state.pool.remove(open_kfid, session.pool_key)
             if old:
@@ -236,7 +264,8 @@ class RoutingEngine:
             how = HUMAN_CHANGES[SessionChangeType(change)]
             self.state.loads.move(open_kfid, euid, session.counted, new)
             self.state.sessions.update(open_kfid, euid, {"state": ServiceState.HUMAN, "servicer": new, "last_servicer": new,
-                                                         "last_served_at": at, "assigned_at": at}, remove=("pool_key",))
+                                                         "last_served_at": at, "assigned_at": at,
+                                                         **active_since(open_kfid, at, session)}, remove=("pool_key",))
             self.accounting.assigned(at, open_kfid, euid, scene, new, str(session.name), how)
             if session.pool_key:
                 self.state.pool.remove(open_kfid, session.pool_key)

@@ -40,6 +40,7 @@ class Session:
     off_hours_for: str | None = None  # the session the off-hours reply was sent in
     rating: int | None = None
     routed: tuple[str, ...] = ()  # tags of the last items routed (decide.Routed)
+    active_at: int | None = None  # last message either way while the session is open (idle ends)
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any] | None) -> Session:
@@ -57,6 +58,7 @@ class Session:
             assigned_at=_int(item.get("assigned_at")), last_servicer=_str(item.get("last_servicer")),
             last_served_at=_int(item.get("last_served_at")), off_hours_for=_str(item.get("off_hours_for")),
             rating=_int(item.get("rating")), routed=tuple(str(t) for t in item.get("routed") or ()),
+            active_at=_int(item.get("active_at")),
         )
 
     def with_fields(self, fields: Mapping[str, Any]) -> Session:
