@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import sys
 import threading
 import time
@@ -32,6 +33,26 @@ class QueueSource:
     batch_size: int
     report_failures: bool
     batching_window: int
+
+
+@dataclass
+class ScheduleSource:
+    function: str
+    event_name: str
+    expression: str  # as in the template: rate(10 minutes)
+
+    @property
+    def period(self) -> float:
+        """Seconds between runs, from a rate() expression (cron is not served locally)."""
+        match = _RATE.fullmatch(self.expression.strip())
+        if not match:
+            raise RuntimeError(f"{self.function}.{self.event_name}: the local stack runs rate() schedules only, "
+                               f"not {self.expression!r}")
+        return int(match.group(1)) * _RATE_UNITS[match.group(2).rstrip("s")]
+
+
+_RATE = re.compile(r"rate\((\d+) (minutes?|hours?|days?)\)")
+_RATE_UNITS = {"minute": 60, "hour": 3600, "day": 86400}
 
 
 @dataclass
@@ -145,9 +166,22 @@ def load_functions(template: Template, root: Path) -> tuple[dict[str, LocalFunct
                     report_failures="ReportBatchItemFailures" in (ev.get("FunctionResponseTypes") or []),
                     batching_window=int(ev.get("MaximumBatchingWindowInSeconds", 0)),
                 ))
-            else:
+            elif kind != "Schedule":  # schedules: load_schedules
                 raise RuntimeError(f"{logical_id}.{event_name}: the local stack does not serve {kind} events")
     return functions, routes, sources
+
+
+def load_schedules(template: Template) -> list[ScheduleSource]:
+    """Every Schedule event of the template's functions."""
+    schedules = []
+    for logical_id in template.resources(FUNCTION_TYPE):
+        props = template.resolve(template.function_properties(logical_id))
+        for event_name, event in (props.get("Events") or {}).items():
+            if event.get("Type") == "Schedule":
+                source = ScheduleSource(logical_id, event_name, str((event.get("Properties") or {})["Schedule"]))
+                source.period  # noqa: B018 - an expression the local stack cannot run fails at start
+                schedules.append(source)
+    return schedules
 
 
 def apply_environment(functions: dict[str, LocalFunction]) -> None:

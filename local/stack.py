@@ -12,7 +12,8 @@ KEFU_LOCAL_WORKERS (concurrent batches per queue, default 2), KEFU_LOCAL_VISIBIL
 names whose queue pollers do not run, so a test can inspect the queue), KEFU_DEMO=1 (run the demo),
 KEFU_TEMPLATE_PARAMS (a JSON object of template parameter values, as `sam deploy
 --parameter-overrides` would give them, e.g. {"LinkScenes": "home,poster"}; values keep their commas),
-KEFU_STATE_FILE (where the state file the `kefu` CLI reads goes; default .kefu/local-stack.json).
+KEFU_STATE_FILE (where the state file the `kefu` CLI reads goes; default .kefu/local-stack.json),
+KEFU_LOCAL_SCHEDULE_SECONDS (run every Schedule event this often instead of its rate; "off": never).
 """
 
 from __future__ import annotations
@@ -154,10 +155,25 @@ class LocalStack:
             poller.start()
             self.pollers.append(poller)
             self._closers.insert(0, poller.stop)
+        self._start_schedules()
         for route in self.routes:
             log(f"kefu local stack: {route.method} {route.path} -> {route.function}")
         if self.simulator is not None:
             self.simulator.set_callback_url(f"{self.url}/callback")
+
+    def _start_schedules(self) -> None:
+        from local.functions import load_schedules
+        from local.scheduler import ScheduleRunner
+
+        override = (self.env.get("KEFU_LOCAL_SCHEDULE_SECONDS") or "").strip()
+        if override == "off":
+            log("kefu local stack: schedules off (KEFU_LOCAL_SCHEDULE_SECONDS=off)")
+            return
+        for source in load_schedules(self.template):
+            runner = ScheduleRunner(source, self.functions[source.function], self._region, log,
+                                    period=float(override) if override else None)
+            runner.start()
+            self._closers.insert(0, runner.stop)
 
     def stop(self) -> None:
         for close in self._closers:

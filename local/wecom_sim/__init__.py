@@ -14,8 +14,9 @@ Choices made where WeCom documents nothing (kept in one place so clients can rel
 * ``kf/service_state/trans`` and ``kf/send_msg`` for an external_userid the simulator never saw
   answer 40096 (invalid external userid).
 * An illegal or no-op state transition answers 95016.
-* A repeated ``msgid`` (send_msg or send_msg_on_event, unique per open_kfid) answers 40058 with
-  "duplicate msgid" in errmsg; a malformed msgid answers 40058 "invalid msgid".
+* A repeated ``msgid`` (send_msg or send_msg_on_event, unique per open_kfid) answers 40058, with
+  an errmsg that never says "duplicate" (WeCom documents no text for it, and errmsg may change:
+  callers must settle by errcode); a malformed msgid answers 40058 "invalid msgid".
 * ``send_msg_on_event`` with an unknown, used or expired code answers 40058 "invalid code"; a
   valid code whose session has left the state that produced it answers 95018.
 * A forged, garbled or foreign (other open_kfid) sync cursor answers 40058 "invalid cursor".
@@ -23,9 +24,29 @@ Choices made where WeCom documents nothing (kept in one place so clients can rel
 * Wrong HTTP method answers 43001 (GET required) / 43002 (POST required); a body that is not a
   JSON object answers 47001; a body with ``\\uXXXX`` escapes answers 40033, as WeCom does.
 * Unknown paths answer HTTP 404 with a JSON body carrying errcode 40058.
-* A session does not end by itself after 48 h; sends then fail with 95002.
+* A session does not end by itself after 48 h (sends then fail with 95002) unless a test ends it
+  with ``end_session_silently`` (below).
 * Welcome codes are given on enter when the customer has neither received a welcome message nor
   written to that account within the last 48 h.
+
+What WeCom does that a client cannot see, for tests of a client whose cache drifts from WeCom
+(the client must recover by asking WeCom, e.g. service_state/get, or by pulling with sync_msg):
+
+* ``end_session_silently(open_kfid, external_userid)``: the session ends (state 4) with no
+  session_status_change event, no callback and no msg_code, as when a session times out at
+  WeCom. The customer's next message starts a new session in state 0, as after any end.
+* ``move_session_silently(open_kfid, external_userid, servicer_userid)``: the session goes to
+  that servicer (state 3) with no event, no callback and no msg_code, as when a servicer picks
+  it in WeCom's own client or an admin moves it and no event reaches the client.
+* Lost callbacks: ``lose_callbacks(count, open_kfid=None)`` drops the next ``count`` automatic
+  callbacks (for that account, else any), and ``configure(callback_loss=p, seed=n)`` drops each
+  automatic callback with probability ``p``, drawn from the simulator's own RNG (seeded by
+  ``seed``, also a constructor argument, so a chaos run is repeatable). A lost callback is never
+  POSTed and issues no token; its items stay in sync_msg. ``fire_callback`` is never lost.
+  ``lost_callbacks(open_kfid=None)`` and ``state()["lost_callbacks"]`` count the losses;
+  ``clear_faults`` drops the counted losses still pending.
+
+Each of these is also a ``/sim/<action>`` admin endpoint.
 
 Layout: ``state`` (limits, ERRMSG, the records kept), ``core`` (the state and the helpers that
 change it), ``api`` (the ``/cgi-bin/...`` endpoints), ``server`` (HTTP and ``/sim/...`` admin),

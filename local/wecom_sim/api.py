@@ -377,5 +377,8 @@ class ApiEndpoints(SimulatorCore):
         if not isinstance(msgid, str) or _byte_len(msgid) > 32 or not MSGID_RE.fullmatch(msgid):
             raise ApiError(40058, "invalid msgid: up to 32 bytes of [0-9a-zA-Z_-]")
         if msgid in account.msgids:
-            raise ApiError(40058, f"duplicate msgid {msgid}")
+            # The API reference (6.1 kf/send_msg) says only that the call errors; 40058 is Kefu's
+            # assumption (kefu.wecom.errors.USED_MSGID). The text avoids "duplicate" on purpose:
+            # clients must settle on the errcode, as WeCom says errmsg may change.
+            raise ApiError(40058, f"invalid msgid {msgid}: already used in this kf account")
         return msgid

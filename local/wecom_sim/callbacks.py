@@ -94,7 +94,60 @@ class CallbackSender(SimulatorCore):
             "echostr": encrypted,
         }
 
+    # ------------------------------------------------------------------ lost callbacks
+
+    def lose_callbacks(self, count: int, open_kfid: str | None = None) -> int:
+        """Lose the next ``count`` automatic callbacks for ``open_kfid`` (None: for any account).
+
+        WeCom does not promise delivery: a callback can be dropped on the way (network trouble, a
+        timeout WeCom does not retry) and nothing tells the client. A lost callback is never
+        POSTed and no sync_msg token is issued for it; the items it announced stay pullable with
+        kf/sync_msg (with no token), as at WeCom. Counts add up; a loss for the account is spent
+        before a loss for any account. Only automatic callbacks are lost (fire_callback, which a
+        test calls on purpose, always posts); a callback that would not be sent anyway (no
+        callback URL, auto_callback off) spends nothing. clear_faults drops the pending counts.
+        Returns the pending count for that scope."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError("count must be an integer of at least 1")
+        with self._lock:
+            if open_kfid is not None:
+                self._require_account(open_kfid)
+            self._callback_losses[open_kfid] = self._callback_losses.get(open_kfid, 0) + count
+            return self._callback_losses[open_kfid]
+
+    def pending_callback_losses(self, open_kfid: str | None = None) -> int:
+        """How many automatic callbacks lose_callbacks will still drop for ``open_kfid`` (None: for any
+        account, the pool every account draws on after its own)."""
+        with self._lock:
+            return self._callback_losses.get(open_kfid, 0)
+
+    def lost_callbacks(self, open_kfid: str | None = None) -> int:
+        """How many automatic callbacks were lost so far (counted by lose_callbacks or drawn by the
+        ``callback_loss`` probability), for ``open_kfid`` or for all accounts."""
+        with self._lock:
+            return sum(1 for lost in self._lost_callbacks if open_kfid in (None, lost["open_kfid"]))
+
+    def _lose_callback(self, open_kfid: str) -> str | None:
+        """Whether this callback is lost, and why ("counted" or "random"); lock held."""
+        for scope in (open_kfid, None):
+            pending = self._callback_losses.get(scope, 0)
+            if pending > 0:
+                if pending == 1:
+                    del self._callback_losses[scope]
+                else:
+                    self._callback_losses[scope] = pending - 1
+                return "counted"
+        if self.callback_loss > 0 and self._rng.random() < self.callback_loss:
+            return "random"
+        return None
+
     def _notify(self, open_kfid: str) -> None:
-        if self.auto_callback and self.callback_url:
-            self.fire_callback(open_kfid)
+        with self._lock:
+            if not (self.auto_callback and self.callback_url):
+                return
+            reason = self._lose_callback(open_kfid)
+            if reason is not None:
+                self._lost_callbacks.append({"open_kfid": open_kfid, "time": self.now(), "reason": reason})
+                return
+        self.fire_callback(open_kfid)
 

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import random
 import secrets
 import struct
 import sys
@@ -61,6 +62,7 @@ class SimulatorCore:
         host: str = "127.0.0.1",
         port: int = 0,
         clock: Callable[[], float] = time.time,
+        seed: int | None = None,
     ) -> None:
         self.corp_id = corp_id
         self.corp_secret = corp_secret
@@ -86,6 +88,9 @@ class SimulatorCore:
         self.callback_url: str | None = None
         self.auto_callback = True
         self.callback_timeout = 5.0
+        self.callback_loss = 0.0  # probability that an automatic callback is lost (0..1)
+        self.seed = seed  # seeds the draws of random knobs (callback_loss); None: unpredictable
+        self._rng = random.Random(seed)  # nosec B311 - simulated chaos, not security
 
         # Inspection.
         self.calls: list[dict[str, Any]] = []
@@ -108,6 +113,8 @@ class SimulatorCore:
         self._tokenless_calls: deque[float] = deque()
         self._sync_pages = 0
         self._cursor_key = secrets.token_bytes(32)
+        self._callback_losses: dict[str | None, int] = {}  # open_kfid (None: any account) -> callbacks to lose
+        self._lost_callbacks: list[dict[str, Any]] = []  # {"open_kfid", "time", "reason"} of each lost callback
 
     # ------------------------------------------------------------------ clock
 
@@ -159,6 +166,7 @@ class SimulatorCore:
                 "sync_calls": len(self.sync_calls),
                 "messages": len(self._log),
                 "callbacks": [{"status": c["status"], "time": c["time"]} for c in self.callbacks],
+                "lost_callbacks": len(self._lost_callbacks),
                 "accounts": [
                     {
                         "open_kfid": a.open_kfid,

@@ -259,6 +259,47 @@ class CustomerDriver(CallbackSender):
         self._notify(open_kfid)
         return msgid
 
+    def end_session_silently(self, open_kfid: str, external_userid: str) -> dict[str, Any]:
+        """The session ends at WeCom with nothing for the client to see: state 4, no servicer, no
+        session_status_change event in sync_msg, no callback, no msg_code.
+
+        WeCom does this when a session times out on its own (a servicer or the bot left it without
+        ending it) or when it is ended somewhere the kf API reports nothing of. Codes issued for the
+        session's earlier state then answer 95018, sends answer 95018, and service_state/get
+        answers 4. As after any end, the customer's next message starts a new session in state 0
+        (customer_says), and a servicer who writes reopens it (servicer_says, change_type 4).
+        Returns the session as ``session()`` shows it."""
+        with self._lock:
+            session = self._known_session(open_kfid, external_userid)
+            if session.state == ENDED:
+                raise ValueError("session already ended")
+            session.state, session.servicer_userid = ENDED, ""
+            return self._session_view(session)
+
+    def move_session_silently(self, open_kfid: str, external_userid: str, servicer_userid: str) -> dict[str, Any]:
+        """The session goes to a servicer (state 3) at WeCom with nothing for the client to see: no
+        session_status_change event in sync_msg, no callback, no msg_code.
+
+        At WeCom a session also moves outside the kf API: a servicer picks it in WeCom's own client
+        (from the pool, or from the bot), or an admin reassigns it. When no event of such a move
+        reaches the client, its idea of the session drifts from WeCom's and service_state/get is
+        the only way to see the truth; this is that move. The servicer must be one of the
+        account's (receiving or not, as for pickup and transfer); an ended session cannot be
+        moved (a servicer reopens it by writing), nor a session already with that servicer. The
+        move counts as the session's entry into state 3: a later service_state/trans to another
+        servicer gives no msg_code, and codes issued for the earlier state answer 95018.
+        Returns the session as ``session()`` shows it."""
+        with self._lock:
+            self._require_servicer(open_kfid, servicer_userid)
+            session = self._known_session(open_kfid, external_userid)
+            if session.state == ENDED:
+                raise ValueError("an ended session cannot be moved; a servicer reopens it by writing (servicer_says)")
+            if session.state == HUMAN and session.servicer_userid == servicer_userid:
+                raise ValueError(f"session is already with {servicer_userid}")
+            session.state, session.servicer_userid = HUMAN, servicer_userid
+            session.reply_codes.add(HUMAN)
+            return self._session_view(session)
+
     def send_fail(self, open_kfid: str, external_userid: str, fail_msgid: str, fail_type: int = 0) -> str:
         with self._lock:
             self._require_account(open_kfid)

@@ -65,16 +65,29 @@ class WeComSimulator(HttpFrontEnd, ApiEndpoints, CustomerDriver):
 
     def configure(self, **settings: Any) -> dict[str, Any]:
         """Set behaviour switches: page_cap, empty_page_every, tokenless_limit_per_minute,
-        ip_blocked, egress_ip, auto_callback."""
+        ip_blocked, egress_ip, auto_callback, callback_loss (the probability, 0..1, that an
+        automatic callback is lost, see lose_callbacks) and seed (reseeds the draws of the random
+        knobs, so a chaos run loses the same callbacks each time; None: unpredictable)."""
         unknown = set(settings) - CONFIGURABLE
         if unknown:
             raise ValueError(f"unknown settings: {sorted(unknown)}")
         every = settings.get("empty_page_every")
         if every is not None and every < 2:
             raise ValueError("empty_page_every must be at least 2 (or None)")
+        if "callback_loss" in settings:
+            loss = settings["callback_loss"]
+            if isinstance(loss, bool) or not isinstance(loss, (int, float)) or not 0 <= loss <= 1:
+                raise ValueError("callback_loss must be a number from 0 to 1")
+            settings["callback_loss"] = float(loss)
+        if "seed" in settings and settings["seed"] is not None and (
+            isinstance(settings["seed"], bool) or not isinstance(settings["seed"], int)
+        ):
+            raise ValueError("seed must be an integer (or None)")
         with self._lock:
             for name, value in settings.items():
                 setattr(self, name, value)
+            if "seed" in settings:
+                self._rng.seed(settings["seed"])
             return {name: getattr(self, name) for name in sorted(CONFIGURABLE)}
 
     def expire_all_tokens(self) -> None:
@@ -104,8 +117,11 @@ class WeComSimulator(HttpFrontEnd, ApiEndpoints, CustomerDriver):
             self._faults.setdefault(_normalize_path(path), deque()).append(fault)
 
     def clear_faults(self) -> None:
+        """Lift every injected fault: the pending API faults and the callbacks lose_callbacks would
+        still lose (the ``callback_loss`` probability is a setting: configure it back to 0)."""
         with self._lock:
             self._faults.clear()
+            self._callback_losses.clear()
 
     def pending_faults(self, path: str) -> int:
         """How many calls to ``path`` the injected faults will still answer."""

@@ -106,10 +106,14 @@ ADMIN_ACTIONS = frozenset(
         "pickup",
         "transfer",
         "end_session",
+        "end_session_silently",
+        "move_session_silently",
         "reopen",
         "send_fail",
         "add_raw_item",
         "fire_callback",
+        "lose_callbacks",
+        "lost_callbacks",
         "inject_fault",
         "clear_faults",
         "set_callback_url",
@@ -119,7 +123,8 @@ ADMIN_ACTIONS = frozenset(
     }
 )
 CONFIGURABLE = frozenset(
-    {"page_cap", "empty_page_every", "tokenless_limit_per_minute", "ip_blocked", "egress_ip", "auto_callback"}
+    {"page_cap", "empty_page_every", "tokenless_limit_per_minute", "ip_blocked", "egress_ip", "auto_callback",
+     "callback_loss", "seed"}
 )
 
 

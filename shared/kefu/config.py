@@ -101,6 +101,16 @@ class RouteSettings(Settings):
     roster_ttl_seconds: float = Field(alias="KEFU_ROSTER_TTL_SECONDS", default=600, gt=0)
 
 
+class SweepSettings(RouteSettings):
+    """The scheduled sweep (kefu.sweep): it reads the routing rules like the route function."""
+
+    sync_queue_url: str = Field(alias="KEFU_SYNC_QUEUE_URL", min_length=1)
+    route_queue_url: str = Field(alias="KEFU_ROUTE_QUEUE_URL", min_length=1)
+    # Minutes, fractions allowed (the tests use seconds' worth); 0 = at every run.
+    resync_minutes: float = Field(alias="KEFU_RESYNC_MINUTES", default=10, ge=0, le=24 * 60)
+    reconcile_minutes: float = Field(alias="KEFU_RECONCILE_MINUTES", default=60, ge=0, le=7 * 24 * 60)
+
+
 _LINK_ID = ALIAS
 _LINK_ACCOUNTS = re.compile(rf"{_LINK_ID}(={_LINK_ID})?(,{_LINK_ID}(={_LINK_ID})?)*")
 _SCENE = rf"[0-9A-Za-z_-]{{1,{SCENE_MAX_BYTES}}}"

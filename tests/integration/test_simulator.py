@@ -338,7 +338,7 @@ def test_send_msg_validation_and_duplicate_msgid(sim: WeComSimulator, api: Api, 
     sim.customer_says(kf, euid, "hi")
     assert api.send_text(kf, euid, msgid="reply-1")["msgid"] == "reply-1"
     duplicate = api.send_text(kf, euid, msgid="reply-1")
-    assert duplicate["errcode"] == 40058 and "duplicate msgid" in duplicate["errmsg"]
+    assert duplicate["errcode"] == 40058 and "duplicate" not in duplicate["errmsg"]  # Kefu may read only the errcode
     assert api.send_text(kf, euid, msgid="bad id!")["errcode"] == 40058
     assert api.send_text(kf, euid, msgid="x" * 33)["errcode"] == 40058
     assert api.send_text(kf, euid, "字" * 683)["errcode"] == 45002  # 2049 bytes
@@ -644,3 +644,206 @@ def test_sim_admin_client(sim: WeComSimulator, kf: str, capsys: pytest.CaptureFi
     assert main([sim.base_url, "advance", "seconds=5"]) == 0
     assert float(capsys.readouterr().out) == sim.now()
     assert main([sim.base_url, "nonsense"]) == 1
+
+
+# ---------------------------------------------------------------- drift: what the client cannot see
+
+
+def test_silent_end_leaves_no_event_and_the_next_message_opens_a_new_session(
+    sim: WeComSimulator, api: Api, kf: str, receiver: _Receiver
+) -> None:
+    sim.set_callback_url(receiver.url)
+    euid, _ = sim.customer_enter(kf, welcome=False)
+    sim.customer_says(kf, euid, "need a human")
+    to_pool = api.trans(kf, euid, 2)
+    assert to_pool["errcode"] == 0 and to_pool["msg_code"]
+    _, cursor, _ = drain(api, kf)
+    posted, logged = len(receiver.requests), len(sim.messages(kf))
+
+    ended = sim.end_session_silently(kf, euid)
+    assert ended["service_state"] == 4 and ended["servicer_userid"] == ""
+    assert api.post("kf/service_state/get", {"open_kfid": kf, "external_userid": euid}) == {
+        "errcode": 0, "errmsg": "ok", "service_state": 4, "servicer_userid": ""}
+    assert drain(api, kf, cursor)[0] == []  # no session_status_change
+    assert len(sim.messages(kf)) == logged and len(receiver.requests) == posted and sim.lost_callbacks() == 0
+    notice = {"code": to_pool["msg_code"], "msgtype": "text", "text": {"content": "queued"}}
+    assert api.post("kf/send_msg_on_event", notice)["errcode"] == 95018  # the session left the pool
+    assert api.send_text(kf, euid)["errcode"] == 95018
+    assert api.trans(kf, euid, 3, "alice")["errcode"] == 95016
+    with pytest.raises(ValueError, match="already ended"):
+        sim.end_session_silently(kf, euid)
+    with pytest.raises(ValueError):
+        sim.end_session_silently(kf, "wm-never-seen")
+    with pytest.raises(ValueError):
+        sim.end_session_silently("wk-no-such-account", euid)
+
+    generation = sim.session(kf, euid)["generation"]
+    msgid = sim.customer_says(kf, euid, "anyone there?")
+    assert api.state(kf, euid) == 0
+    assert sim.session(kf, euid)["generation"] == generation + 1
+    items, _, _ = drain(api, kf, cursor)
+    assert [item["msgid"] for item in items] == [msgid] and items[0]["origin"] == 3
+    assert len(receiver.requests) == posted + 1  # the customer's message is announced as usual
+    assert api.send_text(kf, euid, "back again")["errcode"] == 0 and api.state(kf, euid) == 1
+
+
+def test_silent_move_answers_state_3_with_the_servicer_and_no_event(
+    sim: WeComSimulator, api: Api, kf: str, receiver: _Receiver
+) -> None:
+    sim.set_callback_url(receiver.url)
+    euid, _ = sim.customer_enter(kf, welcome=False)
+    sim.customer_says(kf, euid, "hello")
+    to_pool = api.trans(kf, euid, 2)
+    _, cursor, _ = drain(api, kf)
+    posted = len(receiver.requests)
+
+    moved = sim.move_session_silently(kf, euid, "alice")
+    assert moved["service_state"] == 3 and moved["servicer_userid"] == "alice"
+    assert api.post("kf/service_state/get", {"open_kfid": kf, "external_userid": euid}) == {
+        "errcode": 0, "errmsg": "ok", "service_state": 3, "servicer_userid": "alice"}
+    assert drain(api, kf, cursor)[0] == [] and len(receiver.requests) == posted
+    notice = {"code": to_pool["msg_code"], "msgtype": "text", "text": {"content": "queued"}}
+    assert api.post("kf/send_msg_on_event", notice)["errcode"] == 95018
+    assert api.send_text(kf, euid)["errcode"] == 95018
+    assert api.trans(kf, euid, 3, "alice")["errcode"] == 95016  # already with alice
+
+    with pytest.raises(ValueError, match="not a servicer"):
+        sim.move_session_silently(kf, euid, "nobody")
+    with pytest.raises(ValueError, match="already with alice"):
+        sim.move_session_silently(kf, euid, "alice")
+    sim.move_session_silently(kf, euid, "carol")  # an admin may move it to a stopped servicer
+    assert api.post("kf/service_state/get", {"open_kfid": kf, "external_userid": euid})["servicer_userid"] == "carol"
+    to_bob = api.trans(kf, euid, 3, "bob")
+    assert to_bob["errcode"] == 0 and "msg_code" not in to_bob  # the silent move was the entry into state 3
+    assert drain(api, kf, cursor)[0] == [] and len(receiver.requests) == posted
+
+    bot_euid, _ = sim.customer_enter(kf, welcome=False)
+    sim.customer_says(kf, bot_euid, "hi bot")
+    assert api.send_text(kf, bot_euid, "bot here")["errcode"] == 0 and api.state(kf, bot_euid) == 1
+    sim.move_session_silently(kf, bot_euid, "bob")  # picked from the bot in the WeCom client
+    assert api.state(kf, bot_euid) == 3
+    sim.end_session_silently(kf, bot_euid)
+    with pytest.raises(ValueError, match="cannot be moved"):
+        sim.move_session_silently(kf, bot_euid, "alice")
+    events = [item for item in sim.messages(kf) if item["msgtype"] == "event"]
+    assert [e["event"]["event_type"] for e in events] == ["enter_session", "enter_session"]
+
+
+def test_lost_callbacks_are_not_posted_but_the_items_stay_pullable(
+    sim: WeComSimulator, api: Api, kf: str, receiver: _Receiver
+) -> None:
+    other = sim.add_account(name="Sales")
+    sim.set_callback_url(receiver.url)
+    euid, _ = sim.customer_enter(kf, welcome=False)
+    other_euid, _ = sim.customer_enter(other, welcome=False)
+    assert len(receiver.requests) == 2
+    _, cursor, _ = drain(api, kf)
+
+    assert sim.lose_callbacks(2, kf) == 2
+    assert sim.lose_callbacks(1, kf) == 3  # counts add up
+    assert sim.pending_callback_losses(kf) == 3 and sim.pending_callback_losses() == 0
+    lost = [sim.customer_says(kf, euid, f"lost {n}") for n in range(3)]
+    sim.customer_says(other, other_euid, "heard")  # another account's callbacks still arrive
+    assert len(receiver.requests) == 3
+    assert _open(*receiver.requests[-1])[1].findtext("OpenKfId") == other
+    assert sim.lost_callbacks() == 3 and sim.lost_callbacks(kf) == 3 and sim.lost_callbacks(other) == 0
+    assert sim.state()["lost_callbacks"] == 3 and sim.pending_callback_losses(kf) == 0
+    heard = sim.customer_says(kf, euid, "heard")
+    assert len(receiver.requests) == 4
+    items, cursor, _ = drain(api, kf, cursor)  # WeCom keeps what the lost callbacks announced
+    assert [item["msgid"] for item in items] == [*lost, heard]
+
+    sim.lose_callbacks(1)  # any account: the next callback, whoever it is for
+    sim.customer_says(other, other_euid, "lost")
+    sim.customer_says(kf, euid, "heard")
+    assert len(receiver.requests) == 5 and sim.lost_callbacks(other) == 1 and sim.lost_callbacks() == 4
+
+    sim.lose_callbacks(1, kf)
+    assert sim.fire_callback(kf) == [200]  # a callback a test fires on purpose is never lost
+    sim.auto_callback = False
+    sim.customer_says(kf, euid, "unannounced")  # no callback would go out: nothing is spent
+    sim.auto_callback = True
+    assert sim.pending_callback_losses(kf) == 1
+    sim.clear_faults()
+    assert sim.pending_callback_losses(kf) == 0
+    sim.customer_says(kf, euid, "heard again")
+    assert len(receiver.requests) == 7 and sim.lost_callbacks() == 4
+
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(ValueError):
+            sim.lose_callbacks(bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        sim.lose_callbacks(1, "wk-no-such-account")
+
+
+def test_random_callback_loss_is_seeded_and_repeatable(
+    sim: WeComSimulator, api: Api, kf: str, receiver: _Receiver
+) -> None:
+    sim.set_callback_url(receiver.url)
+    euid, _ = sim.customer_enter(kf, welcome=False)
+
+    def run(count: int) -> list[bool]:
+        delivered = []
+        for n in range(count):
+            before = len(receiver.requests)
+            sim.customer_says(kf, euid, f"m{n}")
+            delivered.append(len(receiver.requests) == before + 1)
+        return delivered
+
+    settings = sim.configure(callback_loss=0.5, seed=20261125)
+    assert settings["callback_loss"] == 0.5 and settings["seed"] == 20261125
+    first = run(40)
+    assert 5 <= first.count(False) <= 35
+    assert sim.lost_callbacks(kf) == first.count(False) == sim.state()["lost_callbacks"]
+    sim.configure(seed=20261125)
+    assert run(40) == first  # the same seed loses the same callbacks
+    assert len(drain(api, kf)[0]) == 1 + 80  # every item stays pullable
+
+    sim.configure(callback_loss=1)
+    assert run(5) == [False] * 5
+    sim.configure(callback_loss=0)
+    assert run(5) == [True] * 5
+    assert sim.lost_callbacks() == 2 * first.count(False) + 5
+    for bad in (-0.1, 1.5, True, "0.5"):
+        with pytest.raises(ValueError):
+            sim.configure(callback_loss=bad)
+    with pytest.raises(ValueError):
+        sim.configure(seed="x")
+
+    patterns = []
+    for twin in (WeComSimulator(clock=FakeClock(), seed=7), WeComSimulator(clock=FakeClock(), seed=7)):
+        twin_kf = twin.add_account()
+        twin_euid, _ = twin.customer_enter(twin_kf, welcome=False)
+        twin.set_callback_url(receiver.url)
+        twin.configure(callback_loss=0.5)
+        pattern = []
+        for n in range(20):
+            twin.customer_says(twin_kf, twin_euid, f"m{n}")
+            pattern.append(twin.lost_callbacks())
+        patterns.append(pattern)
+    assert patterns[0] == patterns[1] and 0 < patterns[0][-1] < 20  # the constructor's seed too
+
+
+def test_drift_knobs_over_admin_endpoints(
+    sim: WeComSimulator, http: httpx.Client, api: Api, kf: str, receiver: _Receiver
+) -> None:
+    def admin(action: str, **args: Any) -> httpx.Response:
+        return http.post(f"/sim/{action}", json=args)
+
+    euid, _ = sim.customer_enter(kf, welcome=False)
+    sim.customer_says(kf, euid, "hi")
+    moved = admin("move_session_silently", open_kfid=kf, external_userid=euid, servicer_userid="bob").json()
+    assert moved["ok"] and moved["result"]["service_state"] == 3 and moved["result"]["servicer_userid"] == "bob"
+    assert admin("move_session_silently", open_kfid=kf, external_userid=euid, servicer_userid="x").status_code == 400
+    ended = admin("end_session_silently", open_kfid=kf, external_userid=euid).json()
+    assert ended["ok"] and ended["result"]["service_state"] == 4 and api.state(kf, euid) == 4
+
+    assert admin("set_callback_url", url=receiver.url).json()["ok"]
+    assert admin("lose_callbacks", count=1, open_kfid=kf).json()["result"] == 1
+    assert admin("lose_callbacks", count=0).status_code == 400
+    sim.customer_says(kf, euid, "lost")
+    assert receiver.requests == []
+    assert admin("lost_callbacks").json()["result"] == 1
+    assert admin("configure", callback_loss=0.25, seed=3).json()["result"]["callback_loss"] == 0.25
+    assert admin("configure", callback_loss=2).status_code == 400
+    assert http.get("/sim/state").json()["lost_callbacks"] == 1

@@ -15,6 +15,10 @@ from kefu.wecom.errors import WeComError
 
 pytestmark = pytest.mark.integration
 
+# The stack serves only its tables here: its sync and route functions stay idle, so the customers
+# these tests drive stay where the tests put them (a routed customer could not be sent to).
+STACK_ENV = {"KEFU_LOCAL_PAUSED": "SyncFunction,RouteFunction"}
+
 
 @pytest.fixture
 def settings(stack, clients, simulator, aws_endpoint, monkeypatch) -> Settings:
@@ -106,6 +110,49 @@ def test_a_send_with_an_unclear_answer_is_not_repeated(settings, simulator) -> N
     assert len(simulator.calls_to("kf/send_msg")) - before == 1
 
 
+def test_a_send_whose_answer_was_lost_is_settled_as_sent_by_errcode_alone(settings, simulator, aws, aws_endpoint) -> None:
+    """The simulator sends it but the answer never arrives; the record's retry is refused as a
+    used msgid - errcode USED_MSGID, with an errmsg that does not say "duplicate" - and Kefu's
+    ledger (the session item, in DynamoDB) holds the first attempt: sent, on one unit."""
+    import time
+
+    from kefu.routing import decide
+    from kefu.routing.outcome import Outcome
+    from kefu.routing.sending import REPEATED_ATTEMPT, Sender
+    from kefu.store.routing_state import LoadStore, PoolStore, RosterStore, RoutingState, SessionStore
+    from kefu.wecom.errors import USED_MSGID
+
+    table_name = settings.state_table
+    table = aws.resource("dynamodb", endpoint_url=aws_endpoint).Table(table_name)
+    state = RoutingState(SessionStore(table_name, table), LoadStore(table_name, table), RosterStore(table_name, table),
+                         PoolStore(table_name, table))
+    open_kfid = simulator.add_account(name="lost answer")
+    euid, _ = simulator.customer_enter(open_kfid, welcome=False)
+    simulator.customer_says(open_kfid, euid, "hi")
+    state.sessions.update(open_kfid, euid, {"state": 0, "window_at": int(time.time()), "sends": 0})
+    refused: list[WeComError] = []
+    client = WeComClient(simulator.base_url, token_source=lambda: _token(simulator), http=httpx.Client(timeout=0.3),
+                         backoff=0.01, on_error=refused.append)
+    sender = Sender(client, state, time.time)
+    msgid = decide.send_id("m-lost", "bot")
+    simulator.inject_fault("kf/send_msg", delay=1.0)  # answered after the client gave up waiting
+    with pytest.raises(WeComError) as info:
+        sender.text(open_kfid, euid, "m-lost", "bot", "好")
+    assert info.value.errcode is None
+    deadline = time.time() + 10
+    while not simulator.sent_messages(open_kfid, euid) and time.time() < deadline:
+        time.sleep(0.05)
+    assert [s["msgid"] for s in simulator.sent_messages(open_kfid, euid)] == [msgid]
+
+    result = sender.text(open_kfid, euid, "m-lost", "bot", "好")  # the queue's retry
+    assert result.outcome == Outcome.SENT
+    assert refused[-1].errcode == USED_MSGID and "duplicate" not in refused[-1].errmsg.lower()
+    assert [s["msgid"] for s in simulator.sent_messages(open_kfid, euid)] == [msgid]
+    item = table.get_item(Key={"pk": f"rsession#{open_kfid}#{euid}", "sk": "s"}, ConsistentRead=True)["Item"]
+    assert item["sends"] == 1 and item["send_ids"] == {msgid}
+    assert state.sessions.take_send(open_kfid, euid, time.time(), msgid) == REPEATED_ATTEMPT
+
+
 def test_untrusted_ip_is_reported_not_retried(settings, simulator) -> None:
     client = connect(settings)
     account_list(client)
@@ -138,3 +185,32 @@ def _token(simulator) -> str:
 def test_json_is_sent_as_raw_utf8() -> None:
     assert encode_json({"content": "你好"}) == '{"content":"你好"}'.encode()
     assert b"\\u" not in encode_json({"content": "你好"})
+
+
+def test_a_failed_refresh_keeps_the_valid_token_and_backs_off_for_every_container(settings, simulator) -> None:
+    import time
+
+    from kefu.store.tokens import StoredToken, TokenTable
+    from kefu.wecom.errors import BAD_CORP_ID
+    from kefu.wecom.tokens import token_key
+
+    account_list(connect(settings))  # a valid token in the shared item
+    store = TokenTable(settings.state_table, token_key(settings.corp_id, simulator.corp_secret))
+    token = store.read().token
+    assert token is not None
+    store.save(StoredToken(token.access_token, time.time() + 100))  # inside the refresh window, not expired
+    before = simulator.gettoken_count
+    simulator.inject_fault("gettoken", errcode=BAD_CORP_ID, times=10)
+    account_list(connect(settings))  # the refresh fails; the stored token still serves
+    account_list(connect(settings))  # another container: backing off, no gettoken
+    assert simulator.gettoken_count - before == 1
+    state = store.read()
+    assert state.failures == 1 and time.time() < state.refresh_after <= time.time() + 1
+    assert not store.try_lease(time.time(), 10)  # the table refuses the lease until refresh_after
+    simulator.clear_faults()
+    time.sleep(max(0.0, state.refresh_after - time.time()) + 0.05)
+    account_list(connect(settings))  # backoff over: refreshed, and the backoff is cleared
+    assert simulator.gettoken_count - before == 2
+    state = store.read()
+    assert (state.failures, state.refresh_after) == (0, 0)
+    assert state.token is not None and state.token.expires_at > time.time() + 7000

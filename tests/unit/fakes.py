@@ -107,16 +107,18 @@ class FakeSessions:
     def mark_routed(self, open_kfid: str, euid: str, routed: Routed) -> None:
         self.update(open_kfid, euid, {"routed": list(routed.tags)})
 
-    def take_send(self, open_kfid: str, euid: str, now: float, send_id: str) -> bool:
+    def take_send(self, open_kfid: str, euid: str, now: float, send_id: str) -> int:
+        """The ledger in send_ids: 1 for a send's first attempt (one unit taken), 2 for a later
+        one (no unit), 0 when refused - as SessionStore.take_send."""
         item = self.items.setdefault((open_kfid, euid), {})
         taken = item.setdefault("send_ids", set())
         if send_id in taken:
-            return True
+            return 2
         if item.get("state") not in (0, 1) or item.get("sends", 0) >= SEND_LIMIT or item.get("window_at", 0) <= now - SEND_WINDOW:
-            return False
+            return 0
         item["sends"] = item.get("sends", 0) + 1
         taken.add(send_id)
-        return True
+        return 1
 
 
 class FakeLoads:

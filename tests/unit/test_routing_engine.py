@@ -302,3 +302,91 @@ def test_the_welcome_is_sent_before_the_entry_is_counted() -> None:
     w.wecom._apply = lambda path, body: (order.append(path), sent(path, body))[1]  # type: ignore[method-assign]
     w.event("c1", event_type="enter_session", scene="", welcome_code="w1")
     assert order == ["kf/send_msg_on_event", "counted"]
+
+
+IDLE_RULES = parse_rules("""
+timezone: Asia/Shanghai
+accounts:
+  "*":
+    max_active_per_servicer: 1
+    closing: {text: "thanks"}
+    idle_end_minutes: 30
+""")
+
+
+def idle_world(servicers: dict[str, bool] | None = None) -> World:
+    w = World(servicers)
+    w.engine._rules = lambda: IDLE_RULES
+    w.engine.assigner._rules = lambda: IDLE_RULES
+    return w
+
+
+def test_the_sweep_ends_an_idle_session_with_the_closing_and_gives_the_place_back() -> None:
+    w = idle_world()
+    w.says("c1", "hello")  # no bot: straight to alice
+    assert w.wecom.states[(K, "c1")] == (3, "alice")
+    w.clock.now += 29 * 60
+    w.engine.sweep_session(K, "c1", reconcile_after=3600)
+    assert w.wecom.states[(K, "c1")] == (3, "alice")  # not idle long enough yet
+    w.clock.now += 2 * 60
+    w.engine.sweep_session(K, "c1", reconcile_after=3600)
+    assert w.wecom.states[(K, "c1")] == (4, None)
+    closings = [b for p, b in w.wecom.calls if p == "kf/send_msg_on_event" and b["text"]["content"] == "thanks"]
+    assert len(closings) == 1
+    assert w.state.loads.get(K) == {"alice": 0}
+    session = w.state.sessions.get(K, "c1")
+    assert session.state == 4 and session.active_at is None  # out of the sweep's index
+    assert w.outcomes("c1")[-1] == ("idle end", Outcome.ENDED)
+    calls = len(w.wecom.calls)
+    w.engine.sweep_session(K, "c1", reconcile_after=3600)  # a repeated task does nothing
+    assert len(w.wecom.calls) == calls
+
+
+def test_a_servicer_message_keeps_the_session_from_looking_idle() -> None:
+    w = idle_world()
+    w.says("c1", "hello")
+    w.clock.now += 25 * 60
+    w.engine.handle(parse_item(w.item("c1", origin=5, msgtype="text", text={"content": "hi"},
+                                      servicer_userid="alice")))
+    w.clock.now += 10 * 60
+    w.engine.sweep_session(K, "c1", reconcile_after=3600)
+    assert w.wecom.states[(K, "c1")] == (3, "alice")
+
+
+def test_the_sweep_finds_a_session_that_ended_unseen_and_assigns_the_next_waiting_customer() -> None:
+    w = idle_world()
+    w.says("c1", "hello")  # alice's only place
+    w.clock.now += 1
+    w.says("c2", "hello")  # pooled
+    assert w.wecom.states[(K, "c2")][0] == 2
+    w.wecom.states[(K, "c1")] = (4, None)  # ended at WeCom; no event ever reaches Kefu
+    w.clock.now += 3600
+    w.engine.sweep_session(K, "c1", reconcile_after=3600)
+    assert w.state.sessions.get(K, "c1").state == 4
+    assert w.wecom.states[(K, "c2")] == (3, "alice")  # the freed place went to the next customer
+    assert w.state.loads.get(K) == {"alice": 1}
+    assert ("sweep: ended at WeCom unseen", Outcome.ENDED) in w.outcomes("c1")
+
+
+def test_the_pool_waits_for_the_opening_and_the_drain_at_opening_assigns() -> None:
+    rules = parse_rules("""
+timezone: Asia/Shanghai
+accounts:
+  "*":
+    max_active_per_servicer: 1
+    working_hours: {mon: "09:00-18:00", tue: "09:00-18:00", wed: "09:00-18:00", thu: "09:00-18:00", fri: "09:00-18:00", sat: "09:00-18:00", sun: "09:00-18:00"}
+""")
+    w = World({"alice": False})
+    w.engine._rules = lambda: rules
+    w.engine.assigner._rules = lambda: rules
+    w.clock.now = 1_800_000_000 - (1_800_000_000 + 8 * 3600) % 86400 + 8 * 3600 + 30 * 60  # 08:30 Shanghai
+    w.says("c1", "hello")  # off hours: pooled
+    assert w.wecom.states[(K, "c1")][0] == 2
+    w.wecom.servicers[K]["alice"] = True
+    w.state.rosters.save(K, {"alice": True}, w.clock.now)
+    w.engine.drain(K)
+    assert w.wecom.states[(K, "c1")][0] == 2  # still closed: the servicer is on duty early
+    w.clock.now += 31 * 60  # 09:01
+    w.state.rosters.save(K, {"alice": True}, w.clock.now)
+    w.engine.drain(K)
+    assert w.wecom.states[(K, "c1")] == (3, "alice")

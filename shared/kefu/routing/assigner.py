@@ -17,7 +17,7 @@ from kefu.routing.outcome import Decision, Outcome
 from kefu.routing.ports import StatePort, WeComPort
 from kefu.routing.rules import Policy, Rules
 from kefu.routing.sending import Sender
-from kefu.routing.session import Session
+from kefu.routing.session import ACTIVE_FIELDS, Session
 from kefu.wecom import kf
 from kefu.wecom.errors import NOT_A_SERVICER, WeComError
 from kefu.wecom.models import ServiceState
@@ -93,6 +93,8 @@ class Assigner:
             fields.update(servicer=holder, last_servicer=holder)
         else:
             remove = ("servicer",)
+        if truth == ENDED:
+            remove += ACTIVE_FIELDS  # out of the sweep's index of open sessions
         if truth == POOL:
             if not session.pool_key:
                 fields.update(pool_key=self.state.pool.add(open_kfid, euid, self.clock()), pooled_at=int(self.clock()))
@@ -221,26 +223,41 @@ class Assigner:
                                      {"msgtype": "text", "text": {"content": target.policy.queue_notice}})
         self.record(Decision(open_kfid, euid, target.scene, target.rule, Outcome.POOL, detail=detail))
 
+    def end_session(self, open_kfid: str, euid: str, session: Session) -> tuple[Session, str | None]:
+        """End the session at WeCom (trans to 4) and in the cache; returns the cached session and
+        the msg_code for a closing message (None when it had ended already)."""
+        try:
+            code = self._trans(open_kfid, euid, ENDED)
+        except StaleSession as stale:  # ended meanwhile (or moved: WeCom ends any open state)
+            return self.take_truth(open_kfid, euid, session, stale.state, stale.servicer), None
+        return self.take_truth(open_kfid, euid, session, ENDED, None), code
+
     def drain_pool(self, open_kfid: str) -> int:
-        """Assign pooled sessions, longest-waiting first, while servicers have room."""
+        """Assign pooled sessions, longest-waiting first, while servicers have room; entries whose
+        scene is outside its working hours wait for the opening."""
         assigned = 0
         rules = self._rules()
+        now = self.clock()
         for entry in self.state.pool.oldest(open_kfid, self.settings.drain_batch):
             loads = self.state.loads.get(open_kfid)
             roster = self.roster(open_kfid)
             default = rules.policy(open_kfid)
             if not any(on and loads.get(u, 0) < default.max_active_per_servicer for u, on in roster.items()):
                 break  # nobody has room at all
-            session = self.state.sessions.get(open_kfid, entry.external_userid)
+            euid = entry.external_userid
+            session = self.state.sessions.get(open_kfid, euid)
+            policy = rules.policy(open_kfid, session.scene)
+            hours = policy.hours()
+            if session.state == POOL and hours is not None and not hours.is_open(rules.local_time(now)):
+                continue
             if session.state == POOL:
                 # Ask WeCom first: a servicer may have picked it in the WeCom client, or it ended,
                 # with no event reaching Kefu - and a transfer would take it from that servicer.
-                session = self.refresh(open_kfid, entry.external_userid, session)
+                session = self.refresh(open_kfid, euid, session)
             if session.state != POOL:
                 self.state.pool.remove(open_kfid, entry.sort_key)  # assigned, picked or ended meanwhile
                 continue
-            target = Target(open_kfid, entry.external_userid, rules.policy(open_kfid, session.scene), session.scene,
-                            "pool drain")
+            target = Target(open_kfid, euid, policy, session.scene, "pool drain")
             try:
                 if self._try_servicers(target):
                     assigned += 1

@@ -21,7 +21,7 @@ from kefu.routing.outcome import Decision, Outcome
 from kefu.routing.ports import StatePort, WeComPort
 from kefu.routing.rules import Policy, Rules
 from kefu.routing.sending import Sender
-from kefu.routing.session import Session
+from kefu.routing.session import ACTIVE_FIELDS, Session, active_since
 from kefu.wecom.models import (
     EnterSessionEvent,
     EventType,
@@ -43,15 +43,6 @@ HUMAN_CHANGES = {SessionChangeType.PICKED_FROM_POOL: "picked from pool", Session
 
 def _at(item: SyncItem, clock: Callable[[], float]) -> int:
     return int(item.send_time or clock())
-
-
-ACTIVE_FIELDS = ("active_of", "active_at")
-
-
-def active_since(open_kfid: str, at: int, session: Session) -> dict[str, Any]:
-    """The fields that list a live session in the account's index of open sessions (what the
-    sweep reads for idle ends and reconciliation), with its last activity."""
-    return {"active_of": open_kfid, "active_at": max(at, session.active_at or 0)}
 
 
 def _scene_has(rules: Rules, open_kfid: str, scene: str | None, key: str) -> bool:
@@ -287,3 +278,57 @@ class RoutingEngine:
         event = item.event_as(MsgSendFailEvent) or MsgSendFailEvent()
         self.record(Decision(open_kfid, item.external_userid, None, "msg_send_fail", Outcome.REPORTED,
                              detail=f"fail_type={event.fail_type} msgid={event.fail_msgid}"))
+
+    # -- the sweep's tasks (kefu.sweep) -------------------------------------------------------
+
+    def drain(self, open_kfid: str) -> None:
+        """The sweep found the account's pool not empty: assign whoever a servicer has room for."""
+        self.assigner.drain_pool(open_kfid)
+
+    def sweep_session(self, open_kfid: str, euid: str, reconcile_after: int) -> None:
+        """A session the sweep found quiet. Idle past its rules' ``idle_end_minutes``: ended at
+        WeCom with the closing message. Unchecked for ``reconcile_after`` seconds: the cache takes
+        WeCom's state (design rule 13), so a session that ended or moved unseen gives its load
+        back and leaves the pool. Safe to repeat: it re-reads everything it decides on."""
+        session = self.state.sessions.get(open_kfid, euid)
+        if session.active_at is None or session.state in (None, ServiceState.ENDED):
+            return  # ended or gone since the sweep listed it
+        now = int(self.clock())
+        policy = self.rules.policy(open_kfid, session.scene)
+        idle_for = now - session.active_at
+        idle_due = policy.idle_end_minutes is not None and idle_for >= policy.idle_end_minutes * 60
+        if not idle_due and now - max(session.active_at, session.checked_at or 0) < reconcile_after:
+            return
+        before = session
+        session = self.assigner.refresh(open_kfid, euid, session)
+        scene = session.scene
+        if session.state == ServiceState.ENDED:
+            # It ended at WeCom with no event reaching Kefu: count the end once, nothing to send.
+            self.accounting.ended(f"{before.name}#unseen", now, open_kfid, euid, scene, before.servicer)
+            self.record(Decision(open_kfid, euid, scene, "sweep: ended at WeCom unseen", Outcome.ENDED,
+                                 servicer=before.servicer, detail=f"cached state {before.state}"))
+        elif idle_due:
+            self._end_idle(open_kfid, euid, session, policy, idle_for)
+        else:
+            self.state.sessions.update(open_kfid, euid, {"checked_at": now})
+            if (before.state, before.servicer) != (session.state, session.servicer):
+                self.record(Decision(open_kfid, euid, scene, "sweep: reconciled with WeCom", Outcome.SKIPPED,
+                                     servicer=session.servicer,
+                                     detail=f"cached state {before.state}, WeCom state {session.state}"))
+        if (before.pool_key and session.state != ServiceState.POOL) or before.counted != session.counted:
+            self.assigner.drain_pool(open_kfid)  # a place came free, or the pool lost an entry
+
+    def _end_idle(self, open_kfid: str, euid: str, session: Session, policy: Policy, idle_for: int) -> None:
+        ended, code = self.assigner.end_session(open_kfid, euid, session)
+        name = f"{session.name}#idle"
+        detail = f"no message for {idle_for} s"
+        closing = decide.closing_message(policy.closing)
+        if code and closing:
+            detail += f"; closing {self.send.closing(open_kfid, euid, code, name, closing)}"
+        if ended.state == ServiceState.ENDED:
+            self.accounting.ended(name, int(self.clock()), open_kfid, euid, session.scene, session.servicer)
+            if session.servicer:
+                self.state.sessions.update(open_kfid, euid, {"last_servicer": session.servicer,
+                                                             "last_served_at": int(self.clock())})
+        self.record(Decision(open_kfid, euid, session.scene, "idle end", Outcome.ENDED, servicer=session.servicer,
+                             detail=detail))

@@ -23,7 +23,7 @@ class SessionsPort(Protocol):
 
     def mark_routed(self, open_kfid: str, euid: str, routed: Routed) -> None: ...
 
-    def take_send(self, open_kfid: str, euid: str, now: float, send_id: str) -> bool: ...
+    def take_send(self, open_kfid: str, euid: str, now: float, send_id: str) -> int: ...  # 0 refused, 1 first, 2 again
 
 
 class LoadsPort(Protocol):

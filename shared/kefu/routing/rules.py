@@ -117,6 +117,8 @@ class Policy(_Strict):
     queue_notice: str | None = Field(default=None, max_length=2048)
     bot: Bot | None = None
     closing: Closing | None = None
+    # End a session nobody wrote in for this long (the sweep does it, with the closing message).
+    idle_end_minutes: float | None = Field(default=None, gt=0, le=7 * 24 * 60)
 
     @field_validator("working_hours")
     @classmethod
@@ -152,6 +154,10 @@ class Rules:
                 block = {**block, **scenes[scene]}
             self._cache[key] = Policy.model_validate(block)
         return self._cache[key]
+
+    def scenes_of(self, open_kfid: str) -> list[str]:
+        """The scenes the account's rules name (each may override the account's rules)."""
+        return list(self._account_block(open_kfid).get("scenes") or {})
 
     def local_time(self, epoch: float) -> datetime:
         return datetime.fromtimestamp(epoch, self.timezone)

@@ -1,7 +1,10 @@
 """Kefu's own messages to a customer: sends on an event's code, and API sends within the budget.
 
 Every send carries a msgid derived from the item that caused it, so a retried record sends the
-same msgid again and WeCom refuses the repeat instead of delivering it twice.
+same msgid again and WeCom refuses the repeat instead of delivering it twice. Sends settle by
+errcode, never by errmsg (WeCom's own guidance: its text may change): a used msgid is errcode
+USED_MSGID, and it means "already sent" only when Kefu's ledger holds an earlier attempt of the
+send - the session item's send_ids, where take_send records each API send before its call.
 """
 
 from __future__ import annotations
@@ -13,13 +16,12 @@ from kefu.routing import decide
 from kefu.routing.outcome import SENT, Outcome, SendResult
 from kefu.routing.ports import StatePort, WeComPort
 from kefu.wecom import kf
-from kefu.wecom.errors import INVALID_PARAMETER, SEND_WRONG_STATE, WeComError
+from kefu.wecom.errors import SEND_WRONG_STATE, USED_MSGID, WeComError
 from kefu.wecom.models import ServiceState
 
-
-def already_sent(exc: WeComError) -> bool:
-    """WeCom refuses a msgid it has seen: the earlier attempt went through."""
-    return exc.errcode == INVALID_PARAMETER and "duplicate" in exc.errmsg.lower()
+# SessionsPort.take_send's answers other than 0 (refused): which attempt at the send this is.
+FIRST_ATTEMPT = 1  # none recorded before: one unit of the budget was taken for the send now
+REPEATED_ATTEMPT = 2  # the ledger holds an earlier attempt: its unit is used again, none taken
 
 
 class Sender:
@@ -30,20 +32,22 @@ class Sender:
 
     def on_event(self, code: str, msgid: str, message: dict[str, Any]) -> SendResult:
         """send_msg_on_event: a code works once and dies fast, so a failure is reported, never
-        repeated by a later retry."""
+        repeated by a later retry. Kefu keeps no ledger of these sends, so a used msgid (errcode
+        USED_MSGID, which answers a used or expired code too) is reported like any refusal."""
         try:
             kf.send_on_event(self.wecom, code, msgid, message)
             return SENT
         except WeComError as exc:
-            if already_sent(exc):
-                return SENT
             return SendResult(Outcome.FAILED, f"errcode {exc.metric_code}")
 
     def text(self, open_kfid: str, euid: str, trigger_msgid: str, purpose: str, text: str) -> SendResult:
         """send_msg within the customer's window: one unit of the budget per send, kept by the
-        send's msgid, so a retry reuses its own unit."""
+        send's msgid, so a retry reuses its own unit. take_send records the attempt before the
+        call (the ledger); the client repeats a call WeCom did not run (-1, 45009, 45033) with the
+        same msgid, and a record retried after any other failure comes back here with it too."""
         msgid = decide.send_id(trigger_msgid, purpose)
-        if not self.state.sessions.take_send(open_kfid, euid, self.clock(), msgid):
+        attempt = self.state.sessions.take_send(open_kfid, euid, self.clock(), msgid)
+        if not attempt:
             return SendResult(Outcome.NOT_SENT, "no send left in this window or session not in state 0/1")
         try:
             kf.send_text(self.wecom, open_kfid, euid, msgid, text)
@@ -52,8 +56,14 @@ class Sender:
                 actual, servicer = kf.service_state_get(self.wecom, open_kfid, euid)
                 self.state.sessions.update(open_kfid, euid, {"state": actual, **({"servicer": servicer} if servicer else {})})
                 return SendResult(Outcome.NOT_SENT, f"session in state {actual} at WeCom")
-            if not already_sent(exc):
+            if exc.errcode != USED_MSGID:
                 raise
+            if attempt == FIRST_ATTEMPT:  # not by Kefu: someone else used the msgid (or a bad parameter)
+                return SendResult(Outcome.FAILED, f"errcode {exc.metric_code}: msgid {msgid} refused as used "
+                                                  "(or invalid), and no earlier attempt of Kefu's is recorded")
+            # An earlier attempt of Kefu's went through (its answer was lost). The state is left
+            # as it is: the session may have moved on since.
+            return SendResult(Outcome.SENT, "already sent by an earlier attempt")
         self.state.sessions.update(open_kfid, euid, {"state": ServiceState.BOT})  # a send in state 0 makes it 1
         return SENT
 

@@ -19,6 +19,16 @@ def _str(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
+# The sparse "active" index of the state table lists an account's open sessions by last activity:
+# only session items that carry these two attributes are in it (what the sweep reads).
+ACTIVE_FIELDS = ("active_of", "active_at", "checked_at")
+
+
+def active_since(open_kfid: str, at: int, session: Session) -> dict[str, Any]:
+    """The fields that list an open session in its account's active index, with its last activity."""
+    return {"active_of": open_kfid, "active_at": max(at, session.active_at or 0)}
+
+
 @dataclass(frozen=True)
 class Session:
     state: ServiceState | None = None  # None: unknown, ask WeCom
@@ -41,6 +51,7 @@ class Session:
     rating: int | None = None
     routed: tuple[str, ...] = ()  # tags of the last items routed (decide.Routed)
     active_at: int | None = None  # last message either way while the session is open (idle ends)
+    checked_at: int | None = None  # when the sweep last asked WeCom about it
 
     @classmethod
     def from_item(cls, item: Mapping[str, Any] | None) -> Session:
@@ -58,7 +69,7 @@ class Session:
             assigned_at=_int(item.get("assigned_at")), last_servicer=_str(item.get("last_servicer")),
             last_served_at=_int(item.get("last_served_at")), off_hours_for=_str(item.get("off_hours_for")),
             rating=_int(item.get("rating")), routed=tuple(str(t) for t in item.get("routed") or ()),
-            active_at=_int(item.get("active_at")),
+            active_at=_int(item.get("active_at")), checked_at=_int(item.get("checked_at")),
         )
 
     def with_fields(self, fields: Mapping[str, Any]) -> Session:

@@ -25,6 +25,7 @@ class CursorMoved(RuntimeError):
 class CursorState:
     cursor: str | None = None
     catchup_since: int | None = None  # set while the account catches up: the callback that started it
+    updated_at: int | None = None  # when a pull last moved the cursor (or began the catch-up)
 
     @property
     def catching_up(self) -> bool:
@@ -34,9 +35,10 @@ class CursorState:
 class CursorStore(TableStore):
     def read(self, open_kfid: str) -> CursorState:
         item = self._table.get_item(Key=keys.cursor(open_kfid), ConsistentRead=True).get("Item") or {}
-        since = item.get("catchup_since")
+        since, updated = item.get("catchup_since"), item.get("updated_at")
         return CursorState(str(item["cursor"]) if item.get("cursor") else None,
-                           int(since) if since is not None else None)
+                           int(since) if since is not None else None,
+                           int(updated) if updated is not None else None)
 
     def get(self, open_kfid: str) -> str | None:
         return self.read(open_kfid).cursor

@@ -6,7 +6,8 @@ StateTable items (pk / sk):
 - ``customer#<external_userid>`` / ``profile`` - a customer's profile
 - ``link#<open_kfid>`` / ``<scene>`` - a contact URL
 - ``media#<open_kfid>`` / ``<msgid>`` - media waiting to be downloaded
-- ``rsession#<open_kfid>#<external_userid>`` / ``s`` - the routing session (kefu.routing.session)
+- ``rsession#<open_kfid>#<external_userid>`` / ``s`` - the routing session (kefu.routing.session);
+  while it is open it carries ``active_of`` / ``active_at``, its entry in the sparse ``active`` index
 - ``rload#<open_kfid>`` / ``<userid>`` - sessions counted against a servicer
 - ``roster#<open_kfid>`` / ``roster`` - who is on duty, and when it was fetched
 - ``rrot#<open_kfid>`` / ``rr`` - the round-robin counter
@@ -43,6 +44,12 @@ def media_pk(open_kfid: str) -> str:
 
 def session(open_kfid: str, external_userid: str) -> Key:
     return {"pk": f"rsession#{open_kfid}#{external_userid}", "sk": "s"}
+
+
+def session_customer(pk: str, open_kfid: str) -> str | None:
+    """The external_userid of a session item's ``pk`` (None if it is another account's)."""
+    prefix = f"rsession#{open_kfid}#"
+    return pk[len(prefix):] if pk.startswith(prefix) else None
 
 
 def load_pk(open_kfid: str) -> str:

@@ -65,10 +65,12 @@ class SessionStore(_TableStore):
     def mark_routed(self, open_kfid: str, euid: str, routed: Routed) -> None:
         self.update(open_kfid, euid, {"routed": list(routed.tags)})
 
-    def take_send(self, open_kfid: str, euid: str, now: float, send_id: str) -> bool:
-        """Reserve one API send in the customer's window (state 0/1, < 5 sends, < 48 h) for the
-        send named ``send_id``; a retry of the same send finds its unit taken and uses it again,
-        never a second one."""
+    def take_send(self, open_kfid: str, euid: str, now: float, send_id: str) -> int:
+        """Record an attempt at the send named ``send_id`` before its send_msg call: the item's
+        ``send_ids`` are the ledger of the window's attempts. The first attempt takes one unit of
+        the customer's window (state 0/1, < 5 sends, < 48 h) and returns 1; a later one finds the
+        send recorded, takes no second unit and returns 2 (kefu.routing.sending settles a used
+        msgid then as sent); 0 when no send is left. A fresh window clears the ledger."""
         taken = conditionally(lambda: self._table.update_item(
             Key=keys.session(open_kfid, euid),
             UpdateExpression="SET sends = sends + :inc ADD send_ids :ids",
@@ -78,7 +80,9 @@ class SessionStore(_TableStore):
             ExpressionAttributeValues={":zero": 0, ":one": 1, ":limit": SEND_LIMIT, ":since": int(now - SEND_WINDOW),
                                        ":inc": 1, ":ids": {send_id}, ":id": send_id},
         ))
-        return taken or send_id in (self._item(open_kfid, euid).get("send_ids") or set())
+        if taken:
+            return 1
+        return 2 if send_id in (self._item(open_kfid, euid).get("send_ids") or set()) else 0
 
 
 class LoadStore(_TableStore):

@@ -6,7 +6,14 @@ from __future__ import annotations
 SYSTEM_BUSY = -1
 BAD_SECRET = 40001
 BAD_CORP_ID = 40013
-INVALID_PARAMETER = 40058  # also a repeated send msgid ("duplicate msgid")
+INVALID_PARAMETER = 40058
+# A send's msgid already used in the kf account (send_msg, send_msg_on_event). The API reference
+# (wecom-kf-api.md, 6.1 kf/send_msg: the msgid "must be unique within the kf account or the call
+# errors") names no errcode for it, nor does its error list (9. Error codes): Kefu assumes 40058,
+# invalid parameter, the code it has met for the case. It is settled on this errcode alone, never
+# on errmsg, whose text WeCom says may change (0. Transport conventions). 40058 also answers other
+# invalid parameters, so it means "used msgid" only for a send Kefu has already attempted.
+USED_MSGID = INVALID_PARAMETER
 API_FORBIDDEN = 48002
 INVALID_OPEN_KFID = 95000
 ACCOUNT_NOT_FOUND = 95004

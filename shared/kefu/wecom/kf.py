@@ -85,6 +85,8 @@ def service_state_trans(client: WeComApi, open_kfid: str, external_userid: str, 
 
 
 def send_text(client: WeComApi, open_kfid: str, external_userid: str, msgid: str, content: str) -> None:
+    """send_msg of a text under Kefu's msgid, repeated with that same msgid while WeCom answers
+    that it did not run the call; a msgid used before is refused with errors.USED_MSGID."""
     client.write("kf/send_msg", {"touser": external_userid, "open_kfid": open_kfid, "msgid": msgid,
                                  "msgtype": "text", "text": {"content": content}}, retry_not_executed=True)
 
