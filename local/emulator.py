@@ -3,7 +3,10 @@
 Under concurrent requests (the local stack makes many) moto 5 breaks two guarantees AWS gives:
 - DynamoDB: a transaction is atomic. moto snapshots the whole table before a transaction and
   restores the snapshot when one condition fails, undoing other clients' writes made meanwhile
-  (a load count, a cursor); requests are serialised here, each still separate.
+  (a load count, a cursor); requests are serialised here, each still separate. Serialising alone
+  would be kinder than DynamoDB, which cancels a transaction that overlaps another one in progress
+  on the same item ("TransactionConflict"): so a transaction that arrives while another one
+  holding any of its items is waiting or running is cancelled that way here too.
 - SQS FIFO: no message of a group is received while an earlier one of that group is in flight.
   moto decides which groups are busy once per receive call, so a long-polling receiver takes a
   later message of a group another receiver got meanwhile; here a receive looks at the queue
@@ -33,10 +36,25 @@ def make_faithful() -> None:
     table_lock = threading.RLock()
     queue_locks: dict[str, threading.Lock] = {}
     call_action, receive_message = DynamoHandler.call_action, SQSBackend.receive_message
+    in_flight: set[tuple[str, str]] = set()  # the items of the transactions under way
+    registry = threading.Lock()
 
     def atomic_call_action(self: Any) -> Any:
-        with table_lock:
-            return call_action(self)
+        if not str(self.headers.get("X-Amz-Target") or "").endswith(".TransactWriteItems"):
+            with table_lock:
+                return call_action(self)
+        items = _transaction_items(self)
+        with registry:
+            clashes = [key in in_flight for key in items]
+            if any(clashes):
+                return _conflict(clashes)
+            in_flight.update(items)
+        try:
+            with table_lock:
+                return call_action(self)
+        finally:
+            with registry:
+                in_flight.difference_update(items)
 
     def fresh_receive(self: Any, queue_name: str, count: int, wait_seconds_timeout: int, *args: Any) -> Any:
         lock = queue_locks.setdefault(queue_name, threading.Lock())
@@ -54,6 +72,34 @@ def make_faithful() -> None:
 
     DynamoHandler.call_action = atomic_call_action  # type: ignore[method-assign]
     SQSBackend.receive_message = fresh_receive  # type: ignore[method-assign,assignment]
+
+
+def _transaction_items(handler: Any) -> list[tuple[str, str]]:
+    """(table, key) of each item of a TransactWriteItems request, in order."""
+    import json
+
+    found = []
+    for entry in json.loads(handler.body).get("TransactItems", []):
+        ((kind, op),) = entry.items()
+        table = op["TableName"]
+        key = op.get("Key")
+        if kind == "Put":  # the key attributes of the item, by the table's key schema
+            schema = handler.dynamodb_backend.get_table(table)
+            names = [n for n in (schema.hash_key_attr, schema.range_key_attr) if n]
+            key = {n: op["Item"].get(n) for n in names}
+        found.append((table, json.dumps(key, sort_keys=True)))
+    return found
+
+
+def _conflict(clashes: list[bool]) -> tuple[int, dict[str, str], str]:
+    """DynamoDB's answer to a transaction that overlaps one in progress: cancelled, with
+    TransactionConflict for each overlapping item."""
+    from moto.dynamodb.exceptions import TransactionCanceledException
+
+    error = TransactionCanceledException(
+        [("TransactionConflict", "Transaction is ongoing for the item", None) if clash else (None, None, None)
+         for clash in clashes])
+    return 400, {"status": "400", "content-type": "application/x-amz-json-1.0"}, error.description
 
 
 def start_moto(host: str, port: int) -> Any:

@@ -66,7 +66,8 @@ def _count_failed(exc: Exception) -> None:
 
 
 service = LinkService(LinkStore(settings.state_table), _add_contact_way, AccountDirectory(_account_list),
-                      on_count_failed=_count_failed, timezone=settings.stats_timezone)
+                      on_count_failed=_count_failed, timezone=settings.stats_timezone,
+                      daily_new_limit=settings.link_daily_new_limit)
 
 
 @app.get("/links", cache_control=CACHE_CONTROL)

@@ -133,6 +133,7 @@ class LinksSettings(Settings):
     link_cors_origins: str = Field(alias="KEFU_LINK_CORS_ORIGINS", default="")
     link_qr_size: int = Field(alias="KEFU_LINK_QR_SIZE", default=256, ge=64, le=1024)
     link_cache_seconds: int = Field(alias="KEFU_LINK_CACHE_SECONDS", default=3600, ge=0, le=31536000)
+    link_daily_new_limit: int = Field(alias="KEFU_LINK_DAILY_NEW_LIMIT", default=100, ge=0)  # 0: no cap
 
     @field_validator("link_accounts")
     @classmethod

@@ -169,6 +169,7 @@ class LinkStoreLike(Protocol):
     def get(self, open_kfid: str, scene: str) -> str | None: ...
     def put_first(self, open_kfid: str, scene: str, url: str) -> str: ...
     def count_issued(self, open_kfid: str, scene: str, day: str, count: int = 1) -> None: ...
+    def take_new_link(self, day: str, limit: int) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -197,13 +198,14 @@ class LinkService:
 
     def __init__(self, store: LinkStoreLike, add_contact_way: Callable[[str, str], str], directory: AccountsLike,
                  clock: Callable[[], float] = time.time, on_count_failed: Callable[[Exception], None] | None = None,
-                 timezone: str = "Asia/Shanghai") -> None:
+                 timezone: str = "Asia/Shanghai", daily_new_limit: int = 0) -> None:
         self._store = store
         self._add_contact_way = add_contact_way
         self._directory = directory
         self._clock = clock
         self._on_count_failed = on_count_failed
         self._timezone = timezone
+        self._daily_new_limit = daily_new_limit  # 0: no limit
 
     def issue(self, request: LinkRequest) -> IssuedLink:
         ref = request.account
@@ -214,6 +216,7 @@ class LinkService:
             if not ref.verified and ref.open_kfid is not None \
                     and not self._asking_wecom(lambda: self._directory.knows(open_kfid)):
                 raise LinkError(404, "unknown_account", f"{open_kfid} is not a kf account of this corp")
+            self._take_new_link()
             fresh = self._asking_wecom(lambda: self._add_contact_way(open_kfid, request.scene))
             base = self._store.put_first(open_kfid, request.scene, fresh)
             created = True
@@ -226,6 +229,16 @@ class LinkService:
                 self._on_count_failed(exc)
         return IssuedLink(with_scene_param(base, request.scene_param), base, open_kfid, request.scene,
                           request.scene_param, created, counted)
+
+    def _take_new_link(self) -> None:
+        """Each new (account, scene) is a contact way made at WeCom, and /links is public: cap
+        how many a day may make, so an anonymous caller cannot mint them without end. Links made
+        already are served whatever the count."""
+        limit = self._daily_new_limit
+        if limit and not self._store.take_new_link(day_of(self._clock(), self._timezone), limit):
+            raise LinkError(429, "too_many_new_links",
+                            f"{limit} new links were made today (LinkDailyNewLimit); links for scenes "
+                            "already used are still served, new scenes can be linked tomorrow")
 
     @staticmethod
     def _asking_wecom(call: Callable[[], T]) -> T:

@@ -216,6 +216,7 @@ class FakeStore:
         self.counts: dict[tuple[str, str, str], int] = {}
         self.fail_counts = False
         self.race_winner: str | None = None  # another writer stores this just before our put
+        self.quota: dict[str, int] = {}
 
     def get(self, open_kfid: str, scene: str) -> str | None:
         return self.links.get((open_kfid, scene))
@@ -224,6 +225,13 @@ class FakeStore:
         if self.race_winner is not None:
             self.links.setdefault((open_kfid, scene), self.race_winner)
         return self.links.setdefault((open_kfid, scene), url)
+
+    def take_new_link(self, day: str, limit: int) -> bool:
+        taken = self.quota.get(day, 0)
+        if taken >= limit:
+            return False
+        self.quota[day] = taken + 1
+        return True
 
     def count_issued(self, open_kfid: str, scene: str, day: str, count: int = 1) -> None:
         if self.fail_counts:
@@ -360,3 +368,14 @@ def test_openapi_document_is_valid_and_matches_the_code() -> None:
     issued = links.IssuedLink("u", "u", SALES, "s", "", created=False, counted=True)
     assert doc["components"]["schemas"]["Link"]["required"] == list(issued.body("ww"))
     assert "options" in doc["paths"]["/links"]
+
+
+def test_new_links_past_the_daily_cap_are_refused_and_made_links_are_still_served() -> None:
+    store, wecom = FakeStore(), FakeWeCom()
+    links = LinkService(store, wecom, AccountDirectory(FakeList()), clock=lambda: 86400 * 365, daily_new_limit=2)
+    made = [links.issue(parse_request({"scene": s}, CONFIG)) for s in ("home", "poster")]
+    with pytest.raises(LinkError) as caught:
+        links.issue(parse_request({"scene": "home", "account": "support"}, CONFIG))  # a third new pair
+    assert (caught.value.status, caught.value.error) == (429, "too_many_new_links")
+    assert wecom.calls == [(SALES, "home"), (SALES, "poster")]  # WeCom was not asked for the third
+    assert links.issue(parse_request({"scene": "home", "scene_param": "x"}, CONFIG)).base_url == made[0].base_url

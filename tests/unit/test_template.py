@@ -74,3 +74,35 @@ def test_a_callback_that_fails_verification_alarms() -> None:
                   if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "UNVERIFIED_METRIC")
     alarms = [r["Properties"] for r in TEMPLATE.resources("AWS::CloudWatch::Alarm").values()]
     assert any(a.get("MetricName") == metric and a.get("Namespace") == "Kefu" for a in alarms)
+
+
+def _table_access(function: str) -> list[tuple[set[str], list[str] | None]]:
+    """(DynamoDB actions, LeadingKeys patterns or None for the whole table) per statement."""
+    found = []
+    for policy in TEMPLATE.body["Resources"][function]["Properties"].get("Policies") or []:
+        if isinstance(policy, dict) and any(k.startswith("DynamoDB") for k in policy):
+            found.append(({"*"}, None))
+        for statement in (policy.get("Statement") or []) if isinstance(policy, dict) else []:
+            actions = {a for a in statement.get("Action", []) if a.startswith("dynamodb:")}
+            if actions:
+                leading = (statement.get("Condition") or {}).get("ForAllValues:StringLike", {})
+                found.append((actions, leading.get("dynamodb:LeadingKeys")))
+    return found
+
+
+def test_links_and_stats_reach_only_their_own_items() -> None:
+    links = _table_access("LinksFunction")
+    assert links and all(keys is not None for _, keys in links)
+    assert {k for _, keys in links for k in keys or []} == {"link#*", "linkquota#*", "funnel#*", "token#*"}
+    stats = _table_access("StatsFunction")
+    assert stats and all(keys is not None and not any(k.startswith("token") for k in keys) for _, keys in stats)
+    assert all(actions <= {"dynamodb:Query", "dynamodb:GetItem"} for actions, _ in stats)
+
+
+def test_only_the_route_function_may_publish_events_and_only_to_the_bus_given() -> None:
+    for name, fn in TEMPLATE.resources("AWS::Serverless::Function").items():
+        text = str(fn["Properties"].get("Policies"))
+        if name == "RouteFunction":  # kefu.events: only the routing engine publishes
+            assert "events:PutEvents" in text and "HasEventBus" in text
+        else:
+            assert "events:PutEvents" not in text, name

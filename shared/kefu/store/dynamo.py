@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -62,6 +63,33 @@ def conditionally(write: Callable[[], Any]) -> bool:
         if is_conditional_failure(exc):
             return False
         raise
+
+
+CONFLICT_ATTEMPTS = 8
+CONFLICT_BACKOFF = 0.02  # seconds; doubled per attempt, with full jitter
+_jitter = random.SystemRandom()
+
+
+def transact(client: Any, items: list[dict[str, Any]], sleep: Callable[[float], None] = time.sleep) -> list[str] | None:
+    """Make a write transaction. Returns None when it was made, or the cancellation reason codes
+    (one per item, "None" where that item was fine) when a condition failed.
+
+    DynamoDB cancels a transaction that overlaps another one in progress on the same items
+    ("TransactionConflict"). That says nothing about the conditions, so it is never taken for a
+    failed condition: the transaction is tried again after a jittered backoff (concurrent writers
+    would otherwise collide again in step), and raised if it keeps conflicting."""
+    for attempt in range(CONFLICT_ATTEMPTS):
+        try:
+            client.transact_write_items(TransactItems=items)
+            return None
+        except client.exceptions.TransactionCanceledException as exc:
+            reasons = [str(r.get("Code") or "None") for r in exc.response.get("CancellationReasons", [])]
+            if "ConditionalCheckFailed" in reasons:
+                return reasons
+            if "TransactionConflict" not in reasons or attempt == CONFLICT_ATTEMPTS - 1:
+                raise
+        sleep(_jitter.uniform(0, CONFLICT_BACKOFF * 2**attempt))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class TableStore:

@@ -5,6 +5,7 @@ StateTable items (pk / sk):
 - ``cursor#<open_kfid>`` / ``cursor`` - the sync cursor (and the catch-up state)
 - ``customer#<external_userid>`` / ``profile`` - a customer's profile
 - ``link#<open_kfid>`` / ``<scene>`` - a contact URL
+- ``linkquota#<day>`` / ``n`` - how many new contact URLs were made that day (the /links cap)
 - ``media#<open_kfid>`` / ``<msgid>`` - media waiting to be downloaded
 - ``rsession#<open_kfid>#<external_userid>`` / ``s`` - the routing session (kefu.routing.session);
   while it is open it carries ``active_of`` / ``active_at``, its entry in the sparse ``active`` index
@@ -36,6 +37,10 @@ def customer(external_userid: str) -> Key:
 
 def link(open_kfid: str, scene: str) -> Key:
     return {"pk": f"link#{open_kfid}", "sk": scene}
+
+
+def link_quota(day: str) -> Key:
+    return {"pk": f"linkquota#{day}", "sk": "n"}
 
 
 def media_pk(open_kfid: str) -> str:

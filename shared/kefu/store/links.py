@@ -7,6 +7,7 @@ Items (pk / sk):
 - the funnel's ``links_issued`` counter (see kefu.stats for the keys): one ADD per link answered.
   Answers a CDN or browser serves from its cache never reach Kefu, so the counter is the number
   of links Kefu answered: a lower bound of the links shown.
+- the day's count of new links: "linkquota#<day>" / "n" - ``made``, expiring two days later.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import time
 
 from kefu import stats
 from kefu.store import keys
-from kefu.store.dynamo import TableStore, is_conditional_failure
+from kefu.store.dynamo import TableStore, conditionally, is_conditional_failure
 from kefu.store.stats import StatsStore
+
+QUOTA_TTL = 2 * 86400
 
 
 class LinkStore(TableStore):
@@ -49,6 +52,14 @@ class LinkStore(TableStore):
         if not found or not found.get("url"):
             raise RuntimeError(f"link#{open_kfid}/{scene}: conditional put failed but no URL is stored")
         return str(found["url"])
+
+    def take_new_link(self, day: str, limit: int) -> bool:
+        """Take one of the day's ``limit`` new links; False when they are all taken."""
+        return conditionally(lambda: self._table.update_item(
+            Key=keys.link_quota(day), UpdateExpression="ADD made :one SET expires_at = :ttl",
+            ConditionExpression="attribute_not_exists(made) OR made < :limit",
+            ExpressionAttributeValues={":one": 1, ":limit": limit, ":ttl": int(time.time()) + QUOTA_TTL},
+        ))
 
     def count_issued(self, open_kfid: str, scene: str, day: str, count: int = 1) -> None:
         StatsStore(self._name).add([stats.funnel(day, open_kfid, scene, "links_issued", count)])

@@ -14,7 +14,7 @@ from typing import Any
 from kefu.routing.decide import Routed
 from kefu.routing.session import Session
 from kefu.store import keys
-from kefu.store.dynamo import TableStore, conditionally
+from kefu.store.dynamo import TableStore, conditionally, transact
 
 SEND_WINDOW = 48 * 3600
 SEND_LIMIT = 5
@@ -93,30 +93,23 @@ class LoadStore(_TableStore):
 
     def reserve(self, open_kfid: str, euid: str, servicer: str, max_active: int) -> str:
         """Count the session against ``servicer`` if it has room: "ok", "full" or "counted" (already)."""
-        client = self._table.meta.client
-        try:
-            client.transact_write_items(TransactItems=[
-                {"Update": {
-                    "TableName": self._name, "Key": keys.load(open_kfid, servicer),
-                    "UpdateExpression": "ADD active :one",
-                    "ConditionExpression": "attribute_not_exists(active) OR active < :max",
-                    "ExpressionAttributeValues": {":one": 1, ":max": max_active},
-                }},
-                {"Update": {
-                    "TableName": self._name, "Key": keys.session(open_kfid, euid),
-                    "UpdateExpression": "SET counted = :s",
-                    "ConditionExpression": "attribute_not_exists(counted)",
-                    "ExpressionAttributeValues": {":s": servicer},
-                }},
-            ])
+        reasons = transact(self._table.meta.client, [
+            {"Update": {
+                "TableName": self._name, "Key": keys.load(open_kfid, servicer),
+                "UpdateExpression": "ADD active :one",
+                "ConditionExpression": "attribute_not_exists(active) OR active < :max",
+                "ExpressionAttributeValues": {":one": 1, ":max": max_active},
+            }},
+            {"Update": {
+                "TableName": self._name, "Key": keys.session(open_kfid, euid),
+                "UpdateExpression": "SET counted = :s",
+                "ConditionExpression": "attribute_not_exists(counted)",
+                "ExpressionAttributeValues": {":s": servicer},
+            }},
+        ])
+        if reasons is None:
             return "ok"
-        except client.exceptions.TransactionCanceledException as exc:
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
-                return "counted"
-            if reasons and reasons[0] == "ConditionalCheckFailed":
-                return "full"
-            raise
+        return "counted" if reasons[1] == "ConditionalCheckFailed" else "full"
 
     def move(self, open_kfid: str, euid: str, old: str | None, new: str | None) -> bool:
         """Move the session's count from ``old`` to ``new`` (either may be None) exactly once."""
@@ -142,12 +135,9 @@ class LoadStore(_TableStore):
         else:
             session["ConditionExpression"] = "attribute_not_exists(counted)"
         items.append({"Update": session})
-        client = self._table.meta.client
-        try:
-            client.transact_write_items(TransactItems=items)
-            return True
-        except client.exceptions.TransactionCanceledException:
-            return False  # already moved (a retried event) or counted elsewhere
+        # Cancelled only by the session's condition: already moved (a retried event) or counted
+        # elsewhere. A conflict with a concurrent transaction is retried inside transact().
+        return transact(self._table.meta.client, items) is None
 
 
 class RosterStore(_TableStore):

@@ -7,7 +7,7 @@ from typing import Any
 
 from kefu.stats import Increment
 from kefu.store import keys
-from kefu.store.dynamo import TableStore
+from kefu.store.dynamo import TableStore, transact
 
 MARKER_TTL = 8 * 86400  # longer than any queue retention: a retry always finds its marker
 
@@ -49,18 +49,13 @@ class StatsStore(TableStore):
         """Apply ``increments`` unless ``event_id`` was counted already; True when counted now."""
         if not increments:
             return False
-        client = self._table.meta.client
         marker = {"Put": {"TableName": self._name,
                           "Item": {**keys.counted(event_id), "expires_at": int(time.time()) + MARKER_TTL},
                           "ConditionExpression": "attribute_not_exists(pk)"}}
-        try:
-            client.transact_write_items(TransactItems=[marker, *({"Update": u} for u in _updates(self._name, increments))])
-            return True
-        except client.exceptions.TransactionCanceledException as exc:
-            reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-            if reasons and reasons[0] == "ConditionalCheckFailed":
-                return False  # a retry of an event already counted
-            raise
+        # Counters are shared by every customer of a day and scene: concurrent counts conflict,
+        # and transact() retries them; only the marker's condition means "counted already".
+        reasons = transact(self._table.meta.client, [marker, *({"Update": u} for u in _updates(self._name, increments))])
+        return reasons is None
 
     def day_items(self, kind: str, day: str, open_kfid: str | None = None) -> list[dict[str, Any]]:
         from boto3.dynamodb.conditions import Key
