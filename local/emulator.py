@@ -10,7 +10,9 @@ Under concurrent requests (the local stack makes many) moto 5 breaks two guarant
 - SQS FIFO: no message of a group is received while an earlier one of that group is in flight.
   moto decides which groups are busy once per receive call, so a long-polling receiver takes a
   later message of a group another receiver got meanwhile; here a receive looks at the queue
-  afresh each time it wakes, one receiver of a queue at a time.
+  afresh each time it wakes, one receiver of a queue at a time. And when several messages of a
+  group come back together (a failed batch), moto redelivers them out of order; here every
+  message whose visibility ran out is released before a receive, so they come back in order.
 The patches change the emulator only (never boto3 or Kefu's code) and apply to every moto server
 this process runs.
 """
@@ -62,6 +64,12 @@ def make_faithful() -> None:
         deadline = time.monotonic() + (wait_seconds_timeout or 0)
         while True:
             with lock:
+                # A message whose visibility ran out is no longer in flight. moto notices that one
+                # message at a time while it walks the queue, so when several of a group time out
+                # together the first is skipped (its group still looks busy with the second) and
+                # the second is delivered first: release them all before the walk.
+                for message in [m for m in queue.pending_messages if m.visible]:
+                    queue.pending_messages.discard(message)
                 got = receive_message(self, queue_name, count, 0, *args)
             left = deadline - time.monotonic()
             if got or left <= 0:

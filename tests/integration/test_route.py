@@ -533,3 +533,23 @@ def test_no_route_record_failed_and_wecom_refused_nothing(env: Env) -> None:
     dlq = env.clients.sqs.get_queue_attributes(QueueUrl=env.stack.resources["RouteDeadLetterQueue"],
                                                AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
     assert dlq["ApproximateNumberOfMessages"] == "0"
+
+
+def test_a_failed_reply_is_sent_before_the_customers_next_message_is_routed(env: Env) -> None:
+    """A record that fails (its reply refused as not run, more times than the client retries)
+    holds up its customer's later records, as an SQS FIFO group does: the retried record sends
+    the reply with the same msgid, and only then is the hand-off that followed it routed."""
+    k = kfid("bothandoff")
+    euid, _ = env.sim.customer_enter(k)
+    env.wait_decision(euid, rule="welcome")
+    env.sim.inject_fault("kf/send_msg", errcode=45033, times=4)  # every attempt of one record
+    env.sim.customer_says(k, euid, "价格")
+    env.sim.customer_says(k, euid, "人工")  # queued behind the failed record, in the same group
+    assert env.assigned(k, euid) in SERVICERS
+    calls = [c for c in env.sim.calls if (c.get("body") or {}).get("touser") == euid
+             or (c.get("body") or {}).get("external_userid") == euid]
+    sends = [n for n, c in enumerate(calls) if c["path"] == "kf/send_msg" and c.get("errcode") == 0]
+    transfer = next(n for n, c in enumerate(calls) if c["path"] == "kf/service_state/trans"
+                    and c["body"].get("service_state") == HUMAN and c.get("errcode") == 0)
+    assert sends and sends[0] < transfer, [(c["path"], c.get("errcode")) for c in calls]
+    assert len({c["body"]["msgid"] for c in calls if c["path"] == "kf/send_msg"}) == 1  # one msgid throughout

@@ -209,12 +209,16 @@ def sim(simulator, sync) -> Iterator[Any]:
 
 
 def prime(sim, sync: Sync, open_kfid: str) -> list[str]:
-    """Give the account a stored cursor: a first customer enters and writes, and one callback
-    brings both in the account's first pull (two callbacks could make two pulls on a slow
+    """Give the account a stored cursor: a first customer entered and wrote an hour ago, and one
+    callback brings both in the account's first pull (two callbacks could make two pulls on a slow
     machine, and the second would rightly hand its item on as live)."""
     auto, sim.auto_callback = sim.auto_callback, False
-    euid, _ = sim.customer_enter(open_kfid, welcome=False)
-    sim.customer_says(open_kfid, euid, "first contact")
+    sim.advance(-3600)  # an hour before the deploy: history of the first pull (rule 9), not live
+    try:
+        euid, _ = sim.customer_enter(open_kfid, welcome=False)
+        sim.customer_says(open_kfid, euid, "first contact")
+    finally:
+        sim.advance(3600)
     sim.fire_callback(open_kfid)
     wait_for(lambda: sync.cursor(open_kfid), timeout=20, message=f"a sync cursor for {open_kfid}")
     sync.wait_stored(open_kfid, 2)
