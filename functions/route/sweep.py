@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 from kefu import observability, sweep
 from kefu.callback import SyncJob
 from kefu.config import SweepSettings, load
-from kefu.queues import QueueMessage, send_batch
+from kefu.queues import QueueMessage, enqueue_media, send_batch
 from kefu.routing.source import RulesSource
 from kefu.store.active_sessions import ActiveSessions, QuietSession
 from kefu.store.cursors import CursorState, CursorStore
+from kefu.store.media import MediaStore
 from kefu.store.routing_state import PoolStore
 from kefu.wecom import kf
 from kefu.wecom.client import WeComClient
@@ -41,6 +42,7 @@ class Ports:
         self.cursors = CursorStore(settings.state_table)
         self.pool = PoolStore(settings.state_table)
         self.active = ActiveSessions(settings.state_table)
+        self.media = MediaStore(settings.state_table, "")
 
     def accounts(self) -> list[str]:
         return [str(a["open_kfid"]) for a in kf.account_list(self.wecom)]
@@ -68,6 +70,12 @@ class Ports:
 
     def queue_route(self, messages: Sequence[QueueMessage]) -> None:
         send_batch(settings.route_queue_url, list(messages))
+
+    def media_waiting(self, open_kfid: str) -> bool:
+        return self.media.waiting(open_kfid)
+
+    def queue_media(self, open_kfid: str) -> None:
+        enqueue_media(settings.media_queue_url, open_kfid, "sweep")
 
 
 def _run_at(event: dict[str, Any]) -> int:

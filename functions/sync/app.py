@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.batch import process_partial_response
 from kefu import observability
 from kefu.batch import LoggedFifoProcessor
 from kefu.config import SyncSettings, load
-from kefu.queues import send_batch
+from kefu.queues import enqueue_media, send_batch
 from kefu.store.cursors import CursorStore
 from kefu.store.customers import CustomerStore
 from kefu.store.media import MediaStore
@@ -44,6 +44,7 @@ def deps() -> SyncDeps:
             media=MediaStore(settings.state_table, settings.media_bucket),
             hand_on=lambda messages: send_batch(settings.route_queue_url, messages),
             servicer_status=RosterStore(settings.state_table).set_servicer,
+            queue_media=lambda open_kfid: enqueue_media(settings.media_queue_url, open_kfid, "stored"),
             log=lambda message, **fields: logger.warning(message, extra=fields),
         )
     return _deps
@@ -64,7 +65,7 @@ def _report(result: PullResult) -> None:
         "open_kfid": result.open_kfid, "pages": result.pages, "stored": result.stored,
         "duplicates": result.duplicates, "handed_on": result.handed_on, "catching_up": result.first_pull,
         "history": result.history,
-        "media_saved": result.media_saved, "media_failed": result.media_failed, "errors": result.errors,
+        "media_pending": result.media_pending, "errors": result.errors,
     })
     m = observability.metrics(SERVICE)
     from aws_lambda_powertools.metrics import MetricUnit

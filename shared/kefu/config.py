@@ -92,6 +92,13 @@ class SyncSettings(Settings):
     message_retention_days: int = Field(alias="KEFU_MESSAGE_RETENTION_DAYS", default=0, ge=0)
     handoff_max_age_hours: int = Field(alias="KEFU_HANDOFF_MAX_AGE_HOURS", default=48, gt=0)
     catchup_grace_seconds: int = Field(alias="KEFU_CATCHUP_GRACE_SECONDS", default=300, ge=0)
+    media_queue_url: str = Field(alias="KEFU_MEDIA_QUEUE_URL", min_length=1)
+
+
+class MediaSettings(Settings):
+    messages_table: str = Field(alias="KEFU_MESSAGES_TABLE", min_length=3)
+    media_bucket: str = Field(alias="KEFU_MEDIA_BUCKET", min_length=3)
+    media_queue_url: str = Field(alias="KEFU_MEDIA_QUEUE_URL", min_length=1)
 
 
 class RouteSettings(Settings):
@@ -106,6 +113,7 @@ class SweepSettings(RouteSettings):
 
     sync_queue_url: str = Field(alias="KEFU_SYNC_QUEUE_URL", min_length=1)
     route_queue_url: str = Field(alias="KEFU_ROUTE_QUEUE_URL", min_length=1)
+    media_queue_url: str = Field(alias="KEFU_MEDIA_QUEUE_URL", min_length=1)
     # Minutes, fractions allowed (the tests use seconds' worth); 0 = at every run.
     resync_minutes: float = Field(alias="KEFU_RESYNC_MINUTES", default=10, ge=0, le=24 * 60)
     reconcile_minutes: float = Field(alias="KEFU_RECONCILE_MINUTES", default=60, ge=0, le=7 * 24 * 60)

@@ -39,3 +39,16 @@ def send_batch(queue_url: str, messages: list[QueueMessage]) -> None:
         if failed:
             reasons = ", ".join(f"{f.get('Code')}: {f.get('Message')}" for f in failed)
             raise RuntimeError(f"{len(failed)} message(s) not queued: {reasons}")
+
+
+def enqueue_media(queue_url: str, open_kfid: str, why: str) -> None:
+    """A media job for the account (kefu.media); one group per account, so one worker at a time.
+    Each job is its own message: a repeated one finds nothing left to do."""
+    import hashlib
+    import json
+    import time
+
+    aws.client("sqs").send_message(
+        QueueUrl=queue_url, MessageBody=json.dumps({"open_kfid": open_kfid, "why": why}), MessageGroupId=open_kfid,
+        MessageDeduplicationId=hashlib.sha256(f"{open_kfid}\n{why}\n{time.time_ns()}".encode()).hexdigest(),
+    )

@@ -8,6 +8,8 @@ days. Per kf account, each run:
   ``resync_after`` seconds, so a lost callback costs minutes, not messages (WeCom keeps them 3 days);
 - asks the route function to drain the account's pool when it is not empty (the drain itself
   respects working hours and capacity);
+- queues a media job for an account with downloads still pending (kefu.media), so a media job
+  that failed for good loses nothing;
 - asks the route function to look at each open session quiet for a while: it ends sessions idle
   past the rules' ``idle_end_minutes`` with the closing message, and makes sessions nobody has
   checked for ``reconcile_after`` seconds say what WeCom says (design rule 13).
@@ -51,6 +53,8 @@ class SweepPorts(Protocol):
     def shortest_idle_end_seconds(self, open_kfid: str) -> int | None: ...
     def queue_sync(self, jobs: Sequence[SyncJob]) -> None: ...
     def queue_route(self, messages: Sequence[QueueMessage]) -> None: ...
+    def media_waiting(self, open_kfid: str) -> bool: ...
+    def queue_media(self, open_kfid: str) -> None: ...
 
 
 @dataclass
@@ -58,11 +62,13 @@ class SweepReport:
     accounts: int = 0
     pulled: list[str] = field(default_factory=list)
     drained: list[str] = field(default_factory=list)
+    media: list[str] = field(default_factory=list)
     sessions: int = 0
     failed: dict[str, str] = field(default_factory=dict)  # open_kfid -> the error
 
     def fields(self) -> dict[str, Any]:
         return {"accounts": self.accounts, "pulled": len(self.pulled), "drains": len(self.drained),
+                "media_jobs": len(self.media),
                 "sessions_checked": self.sessions, "failed_accounts": sorted(self.failed)}
 
 
@@ -111,6 +117,9 @@ def sweep_account(ports: SweepPorts, open_kfid: str, run_at: int, policy: SweepP
     report.sessions += len(due)
     if tasks:
         ports.queue_route(tasks)
+    if ports.media_waiting(open_kfid):  # downloads a failed or dead-lettered media job left
+        ports.queue_media(open_kfid)
+        report.media.append(open_kfid)
 
 
 def run(ports: SweepPorts, run_at: int, policy: SweepPolicy,

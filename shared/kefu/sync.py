@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kefu.queues import QueueMessage
-from kefu.store.dynamo import is_conditional_failure
 from kefu.store.media import object_key
 from kefu.store.messages import MessageStore, to_record
 from kefu.wecom import kf
@@ -41,7 +40,6 @@ class SyncPolicy:
     handoff_max_age: int = 48 * 3600  # older items are stored but trigger nothing (session window gone)
     catchup_grace: int = 300  # during a catch-up, items this much older than its callback are history
     retention_days: int = 0  # 0 = keep messages forever
-    media_per_run: int = 25
 
 
 @dataclass
@@ -55,8 +53,7 @@ class PullResult:
     first_pull: bool = False  # the account was catching up (design rule 9)
     history: int = 0  # items of the catch-up stored as history, acted on by nobody
     max_lag: int = 0
-    media_saved: int = 0
-    media_failed: int = 0
+    media_pending: int = 0  # downloads this pull left to the media worker
     profiles_saved: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -70,6 +67,7 @@ class SyncDeps:
     media: Any  # MediaStore
     hand_on: Callable[[list[QueueMessage]], None]
     servicer_status: Callable[[str, str, bool], object] = lambda open_kfid, userid, receiving: None
+    queue_media: Callable[[str], None] = lambda open_kfid: None
     log: Callable[..., None] = lambda *args, **kwargs: None
     clock: Callable[[], float] = time.time
 
@@ -171,7 +169,8 @@ def pull_account(deps: SyncDeps, open_kfid: str, token: str | None, token_time: 
             break
         if not page.next_cursor:
             raise WeComError("kf/sync_msg", None, "has_more=1 without next_cursor")
-    _download_media(deps, result, policy)
+    if result.media_pending:
+        deps.queue_media(open_kfid)  # the media worker downloads them (kefu.media), not this pull
     return result
 
 
@@ -202,6 +201,7 @@ def _store_page(deps: SyncDeps, result: PullResult, items: list[SyncItem], polic
     # missing and writes both again; the other order could store a message whose media is lost.
     if pending_media:
         deps.media.add_pending(pending_media)
+        result.media_pending += len(pending_media)
     deps.messages.put_new(records)
     result.stored += len(records)
     result.duplicates += len(items) - len(records)
@@ -233,22 +233,3 @@ def _save_profiles(deps: SyncDeps, result: PullResult, items: list[SyncItem]) ->
     except WeComError as exc:  # profiles are refetched with the customer's next message
         result.errors.append(f"customer/batchget: {exc.metric_code}")
         deps.log("customer profiles not fetched", open_kfid=result.open_kfid, errcode=exc.metric_code)
-
-
-def _download_media(deps: SyncDeps, result: PullResult, policy: SyncPolicy) -> None:
-    for pending in deps.media.pending(result.open_kfid, limit=policy.media_per_run):
-        try:
-            data, content_type = kf.media_get(deps.wecom, pending.media_id)
-            deps.media.upload(pending.object_key, data, content_type)
-            deps.messages.set_media_key(pending.msgid, pending.object_key)
-            deps.media.done(pending.open_kfid, pending.msgid)
-            result.media_saved += 1
-        except WeComError as exc:  # kept pending; the account's next sync tries again
-            deps.media.failed(pending.open_kfid, pending.msgid)
-            result.media_failed += 1
-            result.errors.append(f"media/get: {exc.metric_code}")
-        except Exception as exc:
-            if not is_conditional_failure(exc):
-                raise
-            # The message itself is not stored yet (a crash between the two writes): the retry
-            # of that page stores it, and a later run downloads the media.

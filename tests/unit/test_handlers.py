@@ -67,7 +67,7 @@ def test_the_callback_answers_url_verification_with_the_plaintext(callback) -> N
 
 def test_the_sync_handler_pulls_each_account_once_per_batch(monkeypatch) -> None:
     module = load_function("sync", monkeypatch, KEFU_MESSAGES_TABLE="kefu-messages", KEFU_ROUTE_QUEUE_URL="https://sqs.example/r.fifo",
-                           KEFU_MEDIA_BUCKET="kefu-media")
+                           KEFU_MEDIA_BUCKET="kefu-media", KEFU_MEDIA_QUEUE_URL="https://sqs.example/m.fifo")
     wecom, messages, handed = ScriptedWeCom([{"next_cursor": "c1", "has_more": 0, "msg_list": [text(1)]}]), Messages(), []
     module._deps = SyncDeps(wecom=wecom, messages=messages, cursors=Cursors("c0"), customers=Nothing(),  # type: ignore[arg-type]
                             media=Nothing(), hand_on=handed.extend)

@@ -25,6 +25,8 @@ class Ports:
     broken: set[str] = field(default_factory=set)
     synced: list[SyncJob] = field(default_factory=list)
     routed: list[QueueMessage] = field(default_factory=list)
+    media: set[str] = field(default_factory=set)
+    media_jobs: list[str] = field(default_factory=list)
 
     def accounts(self) -> list[str]:
         return sorted({*self.cursors, *self.pools, *self.sessions, *self.broken})
@@ -51,6 +53,12 @@ class Ports:
 
     def queue_route(self, messages: Sequence[QueueMessage]) -> None:
         self.routed += messages
+
+    def media_waiting(self, open_kfid: str) -> bool:
+        return open_kfid in self.media
+
+    def queue_media(self, open_kfid: str) -> None:
+        self.media_jobs.append(open_kfid)
 
 
 def test_an_account_whose_cursor_has_not_moved_is_pulled_without_a_token() -> None:
@@ -103,3 +111,9 @@ def test_one_failing_account_does_not_stop_the_others() -> None:
     report = run(ports, NOW, POLICY, log=lambda msg, **f: logged.append(f["open_kfid"]))
     assert sorted(j.open_kfid for j in ports.synced) == ["a", "c"]
     assert list(report.failed) == ["b"] and logged == ["b"]
+
+
+def test_an_account_with_downloads_pending_gets_a_media_job() -> None:
+    ports = Ports(cursors={"a": CursorState("c", None, NOW), "b": CursorState("c", None, NOW)}, media={"b"})
+    report = run(ports, NOW, POLICY)
+    assert ports.media_jobs == ["b"] and report.media == ["b"]

@@ -24,6 +24,7 @@ class PendingMedia:
     media_id: str
     object_key: str
     attempts: int
+    send_time: int = 0
 
 
 def object_key(open_kfid: str, external_userid: str, msgid: str) -> str:
@@ -43,7 +44,7 @@ class MediaStore(TableStore):
         """entries: (open_kfid, msgid, media_id, object_key, send_time)."""
         put_all(self._name, (
             {"pk": self._pk(o), "sk": m, "media_id": media_id, "object_key": key, "attempts": 0,
-             "expires_at": send_time + MEDIA_LIFETIME}
+             "send_time": send_time, "expires_at": send_time + MEDIA_LIFETIME}
             for o, m, media_id, key, send_time in entries
         ))
 
@@ -55,9 +56,17 @@ class MediaStore(TableStore):
             KeyConditionExpression=Key("pk").eq(self._pk(open_kfid)), Limit=limit, ConsistentRead=True
         ).get("Items", [])
         return [
-            PendingMedia(open_kfid, str(i["sk"]), str(i["media_id"]), str(i["object_key"]), int(i.get("attempts", 0)))
-            for i in items if int(i.get("expires_at", now + 1)) > now  # the emulator never expires items
+            PendingMedia(open_kfid, str(i["sk"]), str(i["media_id"]), str(i["object_key"]), int(i.get("attempts", 0)),
+                         int(i.get("send_time", int(i.get("expires_at", now)) - MEDIA_LIFETIME)))
+            for i in items
         ]
+
+    def waiting(self, open_kfid: str) -> bool:
+        """Any download pending for the account (what the sweep asks)."""
+        from boto3.dynamodb.conditions import Key
+
+        return bool(self._table.query(KeyConditionExpression=Key("pk").eq(self._pk(open_kfid)), Limit=1,
+                                      ProjectionExpression="pk").get("Items"))
 
     def upload(self, key: str, data: bytes, content_type: str) -> None:
         aws.client("s3").put_object(Bucket=self._bucket, Key=key, Body=data, ContentType=content_type)
@@ -65,8 +74,10 @@ class MediaStore(TableStore):
     def done(self, open_kfid: str, msgid: str) -> None:
         self._table.delete_item(Key={"pk": self._pk(open_kfid), "sk": msgid})
 
-    def failed(self, open_kfid: str, msgid: str) -> None:
-        self._table.update_item(
+    def failed(self, open_kfid: str, msgid: str) -> int:
+        """Count a failed download; returns the attempts so far."""
+        answer = self._table.update_item(
             Key={"pk": self._pk(open_kfid), "sk": msgid}, UpdateExpression="ADD attempts :one",
-            ExpressionAttributeValues={":one": 1},
+            ExpressionAttributeValues={":one": 1}, ReturnValues="UPDATED_NEW",
         )
+        return int(answer.get("Attributes", {}).get("attempts", 1))

@@ -64,6 +64,13 @@ class MessageStore(TableStore):
             ConditionExpression="attribute_exists(msgid)", ExpressionAttributeValues={":k": key},
         )
 
+    def set_media_state(self, msgid: str, state: str, reason: str) -> None:
+        """A message whose media will never be saved: ``media_state`` says so, and why."""
+        self._table.update_item(
+            Key={"msgid": msgid}, UpdateExpression="SET media_state = :s, media_error = :r",
+            ConditionExpression="attribute_exists(msgid)", ExpressionAttributeValues={":s": state, ":r": reason},
+        )
+
     def _query(self, index: str, key: str, value: str, limit: int, newest_first: bool,
                start: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         from boto3.dynamodb.conditions import Key
