@@ -65,8 +65,9 @@ def conditionally(write: Callable[[], Any]) -> bool:
         raise
 
 
-CONFLICT_ATTEMPTS = 8
-CONFLICT_BACKOFF = 0.02  # seconds; doubled per attempt, with full jitter
+CONFLICT_ATTEMPTS = 12
+CONFLICT_BACKOFF = 0.025  # seconds; doubled per attempt up to CONFLICT_BACKOFF_MAX, with full jitter
+CONFLICT_BACKOFF_MAX = 1.0
 _jitter = random.SystemRandom()
 
 
@@ -88,7 +89,7 @@ def transact(client: Any, items: list[dict[str, Any]], sleep: Callable[[float], 
                 return reasons
             if "TransactionConflict" not in reasons or attempt == CONFLICT_ATTEMPTS - 1:
                 raise
-        sleep(_jitter.uniform(0, CONFLICT_BACKOFF * 2**attempt))
+        sleep(_jitter.uniform(0, min(CONFLICT_BACKOFF_MAX, CONFLICT_BACKOFF * 2**attempt)))
     raise AssertionError("unreachable")  # pragma: no cover
 
 
