@@ -87,3 +87,13 @@ def test_an_event_send_refused_as_used_msgid_is_reported_failed() -> None:
     w.wecom.fail("kf/send_msg_on_event", WeComError("kf/send_msg_on_event", USED_MSGID, "duplicate msgid"))
     result = w.sender.on_event("code1", decide.send_id("m1", "welcome"), {"msgtype": "text", "text": {"content": "hi"}})
     assert (result.outcome, result.detail) == (Outcome.FAILED, f"errcode {USED_MSGID}")
+
+
+@pytest.mark.parametrize("errcode", [95001, 95002])
+def test_a_send_wecom_refuses_for_its_window_is_settled_and_closes_the_window(errcode: int) -> None:
+    world = World()
+    world.wecom.fail("kf/send_msg", WeComError("kf/send_msg", errcode, "send limit"))
+    assert world.reply() == Outcome.NOT_SENT  # settled: a retried record would be refused again
+    assert world.item["sends"] == 5
+    assert world.sender.text(K, E, "m2", "bot", "again").outcome == Outcome.NOT_SENT  # no call made
+    assert world.wecom.paths().count("kf/send_msg") == 1

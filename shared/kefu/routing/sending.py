@@ -15,8 +15,9 @@ from typing import Any
 from kefu.routing import decide
 from kefu.routing.outcome import SENT, Outcome, SendResult
 from kefu.routing.ports import StatePort, WeComPort
+from kefu.routing.session import SEND_LIMIT
 from kefu.wecom import kf
-from kefu.wecom.errors import SEND_WRONG_STATE, USED_MSGID, WeComError
+from kefu.wecom.errors import SEND_COUNT_LIMIT, SEND_TIME_LIMIT, SEND_WRONG_STATE, USED_MSGID, WeComError
 from kefu.wecom.models import ServiceState
 
 # SessionsPort.take_send's answers other than 0 (refused): which attempt at the send this is.
@@ -56,6 +57,11 @@ class Sender:
                 actual, servicer = kf.service_state_get(self.wecom, open_kfid, euid)
                 self.state.sessions.update(open_kfid, euid, {"state": actual, **({"servicer": servicer} if servicer else {})})
                 return SendResult(Outcome.NOT_SENT, f"session in state {actual} at WeCom")
+            if exc.errcode in (SEND_COUNT_LIMIT, SEND_TIME_LIMIT):
+                # WeCom counts the window differently from the cache (a send made elsewhere, a
+                # clock apart): it will refuse every retry, so the window is closed, not retried.
+                self.state.sessions.update(open_kfid, euid, {"sends": SEND_LIMIT})
+                return SendResult(Outcome.NOT_SENT, f"WeCom closed the send window (errcode {exc.errcode})")
             if exc.errcode != USED_MSGID:
                 raise
             if attempt == FIRST_ATTEMPT:  # not by Kefu: someone else used the msgid (or a bad parameter)

@@ -19,6 +19,9 @@ def _str(value: Any) -> str | None:
     return str(value) if value not in (None, "") else None
 
 
+SEND_WINDOW = 48 * 3600  # WeCom: sends within 48 h of the customer's last message...
+SEND_LIMIT = 5  # ...and at most 5 of them
+
 # The sparse "active" index of the state table lists an account's open sessions by last activity:
 # only session items that carry these two attributes are in it (what the sweep reads).
 ACTIVE_FIELDS = ("active_of", "active_at", "checked_at")

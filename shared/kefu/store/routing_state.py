@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from kefu.routing.decide import Routed
-from kefu.routing.session import Session
+from kefu.routing.session import SEND_LIMIT, SEND_WINDOW, Session
 from kefu.store import keys
 from kefu.store.dynamo import TableStore, conditionally, transact
 
-SEND_WINDOW = 48 * 3600
-SEND_LIMIT = 5
+__all__ = ["SEND_LIMIT", "SEND_WINDOW", "LoadStore", "PoolEntry", "PoolStore", "RosterStore", "RoutingState", "SessionStore"]
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ ACCOUNT_NOT_FOUND = 95004
 NOT_A_SERVICER = 95014
 INVALID_STATE_TRANSITION = 95016
 SEND_WRONG_STATE = 95018
+SEND_COUNT_LIMIT = 95001  # 5 sends per customer message within 48 h used up
+SEND_TIME_LIMIT = 95002  # the 48 h after the customer's last message are over
 TOKEN_ERRORS = frozenset({BAD_SECRET, 40014, 42001})
 # WeCom's answers that it did not run the call (busy, API rate limit, concurrency limit): any
 # call, read or write, may be repeated after them.
