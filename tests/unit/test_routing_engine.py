@@ -390,3 +390,14 @@ accounts:
     w.state.rosters.save(K, {"alice": True}, w.clock.now)
     w.engine.drain(K)
     assert w.wecom.states[(K, "c1")] == (3, "alice")
+
+
+def test_a_drain_beside_a_running_assignment_leaves_its_reservation_alone() -> None:
+    w = World({"alice": False})
+    w.says("c1", "human")  # pooled
+    # Another invocation (the customer's own record) has just reserved alice for c1 and is
+    # about to transfer: the drain's look at WeCom (still waiting) must not give that place back.
+    w.wecom.servicers[K]["alice"] = True
+    assert w.state.loads.reserve(K, "c1", "alice", 1) == "ok"
+    w.engine.assigner.refresh(K, "c1", w.state.sessions.get(K, "c1"))
+    assert w.state.loads.get(K) == {"alice": 1} and w.state.sessions.get(K, "c1").counted == "alice"

@@ -85,8 +85,15 @@ class Assigner:
         kept only while it waits in state 2, and the state is stored. Safe to repeat."""
         truth = ServiceState(state) if state in ServiceState._value2member_map_ else ENDED
         holder = servicer if truth == HUMAN and servicer else None
-        if session.counted != holder:
-            self.state.loads.move(open_kfid, euid, session.counted, holder)
+        # A count on a session Kefu has not seen with a human is a reservation, maybe of an
+        # assignment running right now in another invocation (a pool drain beside the customer's
+        # own record): while WeCom has the session waiting it is left alone - that assignment
+        # finishes or gives it back, and a dead one is finished by the customer's next attempt.
+        reservation = session.counted is not None and session.state != HUMAN
+        counted = session.counted
+        if counted != holder and not (reservation and truth != ENDED and holder is None):
+            self.state.loads.move(open_kfid, euid, counted, holder)
+            counted = holder
         fields: dict[str, object] = {"state": truth}
         remove: tuple[str, ...] = ()
         if holder:
@@ -102,7 +109,7 @@ class Assigner:
             self.state.pool.remove(open_kfid, session.pool_key)
             remove += ("pool_key",)
         self.state.sessions.update(open_kfid, euid, fields, remove=remove)
-        return session.with_fields({**fields, "counted": holder, **{name: None for name in remove}})
+        return session.with_fields({**fields, "counted": counted, **{name: None for name in remove}})
 
     def assign(self, target: Target, trigger: str | None = None) -> str | None:
         """Transfer the session to a servicer with room, or put it in the pool; returns the servicer."""
