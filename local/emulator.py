@@ -22,9 +22,26 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 _applied = False
+_table_lock: Any = None  # DynamoDB's request lock, once the patches are applied
+_in_flight: set[tuple[str, str]] = set()  # the items of the transactions under way
+
+
+@contextmanager
+def dynamodb_paused() -> Iterator[None]:
+    """Hold every DynamoDB request of this process's emulator (a test's way to keep a transaction
+    in progress while it sends another)."""
+    assert _table_lock is not None, "the emulator is not patched"
+    with _table_lock:
+        yield
+
+
+def transactions_in_flight() -> int:
+    return len(_in_flight)
 
 
 def make_faithful() -> None:
@@ -35,10 +52,11 @@ def make_faithful() -> None:
     from moto.dynamodb.responses import DynamoHandler
     from moto.sqs.models import SQSBackend
 
-    table_lock = threading.RLock()
+    global _table_lock
+    table_lock = _table_lock = threading.RLock()
     queue_locks: dict[str, threading.Lock] = {}
     call_action, receive_message = DynamoHandler.call_action, SQSBackend.receive_message
-    in_flight: set[tuple[str, str]] = set()  # the items of the transactions under way
+    in_flight = _in_flight
     registry = threading.Lock()
 
     def atomic_call_action(self: Any) -> Any:

@@ -208,10 +208,16 @@ def test_invariants_hold_through_faults_kills_and_repeats(chaos: Chaos, simulato
     for k in accounts:
         held = Counter(sim.session(k, e)["servicer_userid"] for kk, e in customers
                        if kk == k and sim.session(k, e)["service_state"] == 3)
-        assert all(n <= MAX_ACTIVE for n in held.values()), held
         loads = clients.dynamodb.query(TableName=chaos.proc.resources["StateTable"], ConsistentRead=True,
                                        KeyConditionExpression="pk = :p",
                                        ExpressionAttributeValues={":p": {"S": f"rload#{k}"}})["Items"]
+        assert all(n <= MAX_ACTIVE for n in held.values()), (
+            held, {i["sk"]["S"]: int(i["active"]["N"]) for i in loads},
+            {e: (sim.session(k, e)["service_state"], sim.session(k, e)["servicer_userid"],
+                 session_item(clients, chaos, k, e)) for kk, e in customers if kk == k},
+            [(c["body"].get("external_userid"), c["body"].get("servicer_userid"), c.get("errcode"))
+             for c in sim.calls_to("kf/service_state/trans") if c["body"].get("open_kfid") == k
+             and c["body"].get("service_state") == 3])
         assert {i["sk"]["S"]: int(i["active"]["N"]) for i in loads if int(i["active"]["N"])} == dict(held)
     # No send or transfer twice; no refusal for state, budget or servicer.
     sends = Counter(s["msgid"] for s in sim.sent_messages())
@@ -239,6 +245,13 @@ def _reassignments_explained(to_human: Counter, sim, silent: Counter) -> bool:
         if n > len(ends) + silent[(k, euid)] + 1:
             return False
     return True
+
+
+def session_item(clients, chaos: Chaos, k: str, euid: str) -> dict:
+    """Kefu's cached session, the fields that say who holds it."""
+    item = clients.dynamodb.get_item(TableName=chaos.proc.resources["StateTable"], ConsistentRead=True,
+                                     Key={"pk": {"S": f"rsession#{k}#{euid}"}, "sk": {"S": "s"}}).get("Item", {})
+    return {f: list(item[f].values())[0] for f in ("state", "servicer", "counted") if f in item}
 
 
 def dead_letters(clients, queue_url: str) -> list[dict]:

@@ -14,6 +14,7 @@ from botocore.config import Config
 
 from local.provision import create_tables
 from local.template import Template
+from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,28 +57,33 @@ def hammer(work, threads: int = 8) -> None:
     assert not errors, errors
 
 
-def test_concurrent_transactions_on_one_item_conflict_as_in_dynamodb(state_table: str, aws_endpoint: str) -> None:
+def test_a_transaction_on_an_item_another_one_holds_is_cancelled_as_in_dynamodb(state_table: str,
+                                                                                   aws_endpoint: str) -> None:
+    from local.emulator import dynamodb_paused, transactions_in_flight
+
     client = boto3.client("dynamodb", endpoint_url=aws_endpoint, region_name="us-east-1",
                           config=Config(retries={"max_attempts": 1}))
     key = {"pk": {"S": "emulator#conflict"}, "sk": {"S": "n"}}
-    outcomes: list[str] = []
+    other = {"pk": {"S": "emulator#other"}, "sk": {"S": "n"}}
 
-    def work(_index: int) -> None:
-        for _ in range(30):
-            try:
-                client.transact_write_items(TransactItems=[{"Update": {
-                    "TableName": state_table, "Key": key, "UpdateExpression": "ADD n :one",
-                    "ExpressionAttributeValues": {":one": {"N": "1"}}}}])
-                outcomes.append("made")
-            except client.exceptions.TransactionCanceledException as exc:
-                codes = [r["Code"] for r in exc.response["CancellationReasons"]]
-                assert codes == ["TransactionConflict"], codes
-                outcomes.append("conflict")
+    def add(*keys_: dict) -> None:
+        client.transact_write_items(TransactItems=[{"Update": {
+            "TableName": state_table, "Key": k, "UpdateExpression": "ADD n :one",
+            "ExpressionAttributeValues": {":one": {"N": "1"}}}} for k in keys_])
 
-    hammer(work)
-    stored = int(client.get_item(TableName=state_table, Key=key, ConsistentRead=True)["Item"]["n"]["N"])
-    assert outcomes.count("conflict") > 0  # serialising them all would be kinder than DynamoDB
-    assert stored == outcomes.count("made")  # a cancelled transaction wrote nothing
+    with dynamodb_paused():  # the first transaction stays in progress...
+        first = threading.Thread(target=add, args=(key,))
+        first.start()
+        wait_for(lambda: transactions_in_flight() == 1, timeout=10, message="the first transaction under way")
+        with pytest.raises(client.exceptions.TransactionCanceledException) as caught:
+            add(other, key)  # ...so one that overlaps it is cancelled, item by item
+        assert [r["Code"] for r in caught.value.response["CancellationReasons"]] == ["None", "TransactionConflict"]
+    first.join()
+    stored = {k["pk"]["S"]: client.get_item(TableName=state_table, Key=k, ConsistentRead=True).get("Item")
+              for k in (key, other)}
+    assert stored["emulator#conflict"]["n"]["N"] == "1" and stored["emulator#other"] is None  # nothing of the cancelled one
+    add(other, key)  # one after the other: no conflict
+    assert client.get_item(TableName=state_table, Key=key, ConsistentRead=True)["Item"]["n"]["N"] == "2"
 
 
 def test_loads_stay_exact_under_conflicting_reservations_and_moves(state_table: str) -> None:
