@@ -213,13 +213,18 @@ def test_invariants_hold_through_faults_kills_and_repeats(chaos: Chaos, simulato
         loads = clients.dynamodb.query(TableName=chaos.proc.resources["StateTable"], ConsistentRead=True,
                                        KeyConditionExpression="pk = :p",
                                        ExpressionAttributeValues={":p": {"S": f"rload#{k}"}})["Items"]
-        assert all(n <= MAX_ACTIVE for n in held.values()), (
-            held, {i["sk"]["S"]: int(i["active"]["N"]) for i in loads},
-            {e: (sim.session(k, e)["service_state"], sim.session(k, e)["servicer_userid"],
-                 session_item(clients, chaos, k, e)) for kk, e in customers if kk == k},
-            [(c["body"].get("external_userid"), c["body"].get("servicer_userid"), c.get("errcode"))
-             for c in sim.calls_to("kf/service_state/trans") if c["body"].get("open_kfid") == k
-             and c["body"].get("service_state") == 3])
+        if not all(n <= MAX_ACTIVE for n in held.values()):
+            report = {"held": held, "loads": {i["sk"]["S"]: int(i["active"]["N"]) for i in loads},
+                      "sessions": {e: (sim.session(k, e)["service_state"], sim.session(k, e)["servicer_userid"],
+                                       session_item(clients, chaos, k, e)) for kk, e in customers if kk == k},
+                      "transfers": [(round(c.get("time", 0), 3), c["body"].get("external_userid"),
+                                     c["body"].get("service_state"), c["body"].get("servicer_userid"), c.get("errcode"))
+                                    for c in sim.calls_to("kf/service_state/trans") if c["body"].get("open_kfid") == k],
+                      "silent": [list(key) for key in silent], "stack logs": [str(p) for p in chaos.logs]}
+            path = Path("build") / "chaos-capacity.json"
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(json.dumps(report, indent=1, default=str))
+            raise AssertionError(f"a servicer over capacity: {held}; details in {path}")
         assert {i["sk"]["S"]: int(i["active"]["N"]) for i in loads if int(i["active"]["N"])} == dict(held)
     # No send or transfer twice; no refusal for state, budget or servicer.
     sends = Counter(s["msgid"] for s in sim.sent_messages())

@@ -401,3 +401,17 @@ def test_a_drain_beside_a_running_assignment_leaves_its_reservation_alone() -> N
     assert w.state.loads.reserve(K, "c1", "alice", 1) == "ok"
     w.engine.assigner.refresh(K, "c1", w.state.sessions.get(K, "c1"))
     assert w.state.loads.get(K) == {"alice": 1} and w.state.sessions.get(K, "c1").counted == "alice"
+
+
+def test_a_failed_transfer_keeps_its_reservation_for_the_retry_to_finish() -> None:
+    w = World({"alice": True})
+    w.state.sessions.update(K, "c1", {"state": 2})
+    w.wecom.states[(K, "c1")] = (2, None)
+    for _ in range(w.engine.settings.trans_attempts):  # WeCom busy throughout this attempt
+        w.wecom.fail("kf/service_state/trans", WeComError("kf/service_state/trans", None, "HTTP 502", 502))
+    assert w.state.loads.reserve(K, "c1", "alice", 1) == "ok"
+    with pytest.raises(WeComError):
+        w.engine.assigner._transfer(K, "c1", "alice", w.state.sessions.get(K, "c1"))
+    # Meanwhile another invocation (a pool drain) made the same transfer: the place stays counted.
+    w.wecom.states[(K, "c1")] = (3, "alice")
+    assert w.state.loads.get(K) == {"alice": 1} and w.state.sessions.get(K, "c1").counted == "alice"

@@ -173,12 +173,17 @@ class Assigner:
         self.record(Decision(target.open_kfid, target.euid, target.scene, rule, Outcome.ASSIGNED, servicer=servicer))
 
     def _transfer(self, open_kfid: str, euid: str, servicer: str, session: Session) -> bool:
-        """trans to 3 with a counted reservation; undo the count when WeCom refuses."""
+        """trans to 3 with a counted reservation. A servicer WeCom refuses gives the count back.
+        Any other failure keeps it: another invocation (a pool drain beside the customer's own
+        record) may be making this very transfer, and giving the count back while it succeeds
+        would let the servicer go over capacity. The failed record is retried and finishes the
+        reserved transfer; a session that ended or moved meanwhile (StaleSession) takes WeCom's
+        view, which moves the count to wherever the session is."""
         try:
             self._trans(open_kfid, euid, HUMAN, servicer)
         except WeComError as exc:
-            self.state.loads.move(open_kfid, euid, servicer, None)
             if exc.errcode == NOT_A_SERVICER:
+                self.state.loads.move(open_kfid, euid, servicer, None)
                 self.state.rosters.set_servicer(open_kfid, servicer, False)
                 return False
             raise
