@@ -35,7 +35,8 @@ _in_flight: set[tuple[str, str]] = set()  # the items of the transactions under 
 def dynamodb_paused() -> Iterator[None]:
     """Hold every DynamoDB request of this process's emulator (a test's way to keep a transaction
     in progress while it sends another)."""
-    assert _table_lock is not None, "the emulator is not patched"
+    if _table_lock is None:
+        raise RuntimeError("the emulator is not patched: start it with start_moto()")
     with _table_lock:
         yield
 
