@@ -415,3 +415,16 @@ def test_a_failed_transfer_keeps_its_reservation_for_the_retry_to_finish() -> No
     # Meanwhile another invocation (a pool drain) made the same transfer: the place stays counted.
     w.wecom.states[(K, "c1")] = (3, "alice")
     assert w.state.loads.get(K) == {"alice": 1} and w.state.sessions.get(K, "c1").counted == "alice"
+
+
+def test_an_end_the_sweep_found_and_its_late_event_count_once() -> None:
+    w = idle_world()
+    w.says("c1", "hello")
+    counted: list[str] = []
+    ended = w.engine.accounting.ended
+    w.engine.accounting.ended = lambda event_id, *a, **k: (counted.append(event_id), ended(event_id, *a, **k))[1]  # type: ignore[method-assign]
+    w.wecom.states[(K, "c1")] = (4, None)  # ended at WeCom; its event is late
+    w.clock.now += 3600
+    w.engine.sweep_session(K, "c1", reconcile_after=3600)
+    w.event("c1", event_type="session_status_change", change_type=3, old_servicer_userid="alice", msg_code="end1")
+    assert len(counted) == 2 and len(set(counted)) == 1  # one id: the statistics count the end once

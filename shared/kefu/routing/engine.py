@@ -45,6 +45,12 @@ def _at(item: SyncItem, clock: Callable[[], float]) -> int:
     return int(item.send_time or clock())
 
 
+def ended_id(open_kfid: str, euid: str, session: Session, fallback: str) -> str:
+    """What names a session's end in the statistics and events: the session, so however Kefu
+    learns of the end (WeCom's event, the sweep finding it unseen, its own idle end) it counts once."""
+    return f"{open_kfid}#{euid}#{session.name}" if session.name else fallback
+
+
 def _scene_has(rules: Rules, open_kfid: str, scene: str | None, key: str) -> bool:
     """True when the scene's rules set ``key`` differently from the account's."""
     if not scene:
@@ -249,7 +255,7 @@ class RoutingEngine:
             detail = None
             if closing and event.msg_code and self.clock() - at <= self.settings.welcome_max_age:
                 detail = f"closing {self.send.closing(open_kfid, euid, event.msg_code, item.msgid, closing)}"
-            self.accounting.ended(item.msgid, at, open_kfid, euid, scene, old)
+            self.accounting.ended(ended_id(open_kfid, euid, session, item.msgid), at, open_kfid, euid, scene, old)
             self.record(Decision(open_kfid, euid, scene, "session ended", Outcome.ENDED, servicer=old, detail=detail))
         elif change in HUMAN_CHANGES and new:
             how = HUMAN_CHANGES[SessionChangeType(change)]
@@ -304,7 +310,8 @@ class RoutingEngine:
         scene = session.scene
         if session.state == ServiceState.ENDED:
             # It ended at WeCom with no event reaching Kefu: count the end once, nothing to send.
-            self.accounting.ended(f"{before.name}#unseen", now, open_kfid, euid, scene, before.servicer)
+            self.accounting.ended(ended_id(open_kfid, euid, before, f"{euid}#unseen#{now}"), now, open_kfid, euid,
+                                  scene, before.servicer)
             self.record(Decision(open_kfid, euid, scene, "sweep: ended at WeCom unseen", Outcome.ENDED,
                                  servicer=before.servicer, detail=f"cached state {before.state}"))
         elif idle_due:
@@ -326,7 +333,8 @@ class RoutingEngine:
         if code and closing:
             detail += f"; closing {self.send.closing(open_kfid, euid, code, name, closing)}"
         if ended.state == ServiceState.ENDED:
-            self.accounting.ended(name, int(self.clock()), open_kfid, euid, session.scene, session.servicer)
+            self.accounting.ended(ended_id(open_kfid, euid, session, name), int(self.clock()), open_kfid, euid,
+                                  session.scene, session.servicer)
             if session.servicer:
                 self.state.sessions.update(open_kfid, euid, {"last_servicer": session.servicer,
                                                              "last_served_at": int(self.clock())})
