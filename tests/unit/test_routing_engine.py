@@ -124,7 +124,17 @@ def test_the_closing_is_not_sent_into_a_session_the_customer_reopened() -> None:
     w.event("c1", event_type="session_status_change", change_type=3, old_servicer_userid="alice", msg_code="end1")
     assert not [s for s in w.wecom.sent if s["path"] == "kf/send_msg_on_event"]
     ended = [d for d in w.decisions if d.rule == "session ended"][-1]
-    assert ended.outcome == Outcome.ENDED and "new session" in (ended.detail or "")
+    assert ended.outcome == Outcome.ENDED and "newer session" in (ended.detail or "")
+    assert w.state.loads.get(K) == {"alice": 0} and w.state.sessions.get(K, "c1").state == 1
+
+
+def test_a_late_end_of_an_earlier_session_leaves_the_newer_one_and_its_place_alone() -> None:
+    w = World()
+    w.says("c1", "human")  # session 1, with alice
+    w.wecom.states[(K, "c1")] = (3, "alice")  # ...ended, and session 2 went to alice again before the end arrived
+    w.event("c1", event_type="session_status_change", change_type=3, old_servicer_userid="alice", msg_code="end1")
+    session = w.state.sessions.get(K, "c1")
+    assert (session.state, session.counted) == (3, "alice") and w.state.loads.get(K) == {"alice": 1}
 
 
 def test_a_retried_bot_reply_spends_one_unit_of_the_budget() -> None:

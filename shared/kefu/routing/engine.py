@@ -242,7 +242,15 @@ class RoutingEngine:
             self.record(Decision(open_kfid, euid, scene, "session change older than the session", Outcome.SKIPPED,
                                  detail=f"change_type={change}"))
             return
-        if change == SessionChangeType.ENDED:
+        if change == SessionChangeType.ENDED and session.state not in (None, ServiceState.ENDED) \
+                and self.assigner.refresh(open_kfid, euid, session).state != ServiceState.ENDED:
+            # WeCom has a newer session open already (the customer wrote again, or a servicer
+            # reopened it) and this end is the older one's, arriving late: it must not end the
+            # newer session nor give its place back (refresh has made the cache say what WeCom says).
+            self.accounting.ended(item.msgid, at, open_kfid, euid, scene, old)
+            self.record(Decision(open_kfid, euid, scene, "session ended", Outcome.ENDED, servicer=old,
+                                 detail="a newer session is already open at WeCom"))
+        elif change == SessionChangeType.ENDED:
             if session.counted:
                 self.state.loads.move(open_kfid, euid, session.counted, None)
             self.state.sessions.update(open_kfid, euid, {"state": ServiceState.ENDED},
