@@ -190,7 +190,6 @@ def test_invariants_hold_through_faults_kills_and_repeats(chaos: Chaos, simulato
     # The chaos really happened: kills, faults answered on many endpoints, sessions of every kind.
     assert chaos.kills == KILLS
     assert silent and sim.lost_callbacks() > 0, (silent, sim.lost_callbacks())
-    assert pools_served()
     faulted = Counter(c["path"] for c in sim.calls if c.get("errcode") in (-1, 45009) or c.get("http_status") == 502)
     assert sum(faulted.values()) >= 3 and len(faulted) >= 2, faulted
     states = Counter(sim.session(k, e)["service_state"] for k, e in customers)
@@ -241,6 +240,11 @@ def test_invariants_hold_through_faults_kills_and_repeats(chaos: Chaos, simulato
         "dead letters:\n" + json.dumps(dead, ensure_ascii=False, indent=1)
         + "\nERROR lines of every stack:\n" + "\n".join(chaos.error_lines())
         + "\nstack logs: " + " ".join(str(p) for p in chaos.logs))
+    # Records routed after the sweep was turned off may have pooled a customer on a count the
+    # sweep had not yet reconciled: with the sweep back, nobody waits while a servicer has room.
+    chaos.env["KEFU_LOCAL_SCHEDULE_SECONDS"] = "2"
+    chaos.restart()
+    wait_for(pools_served, timeout=60, interval=1.0, message="the pools drained with the sweep running")
 
 
 def _reassignments_explained(to_human: Counter, sim, silent: Counter) -> bool:
