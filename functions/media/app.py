@@ -13,7 +13,7 @@ from kefu.batch import LoggedFifoProcessor
 from kefu.config import MediaSettings, load
 from kefu.media import MediaRun, download_account
 from kefu.queues import enqueue_media
-from kefu.store.dynamo import is_conditional_failure
+from kefu.store.dynamo import conditionally
 from kefu.store.media import MediaStore, PendingMedia
 from kefu.store.messages import MessageStore
 from kefu.wecom import kf
@@ -53,20 +53,10 @@ class Ports:
         self.media.upload(key, data, content_type)
 
     def attach(self, msgid: str, key: str) -> bool:
-        try:
-            self.messages.set_media_key(msgid, key)
-            return True
-        except Exception as exc:
-            if is_conditional_failure(exc):
-                return False
-            raise
+        return conditionally(lambda: self.messages.set_media_key(msgid, key))  # False: not stored yet
 
     def give_up(self, msgid: str, reason: str) -> None:
-        try:
-            self.messages.set_media_state(msgid, "expired", reason)
-        except Exception as exc:
-            if not is_conditional_failure(exc):  # a message never stored: nothing to mark
-                raise
+        conditionally(lambda: self.messages.set_media_state(msgid, "expired", reason))  # a message never stored: nothing to mark
 
     def done(self, open_kfid: str, msgid: str) -> None:
         self.media.done(open_kfid, msgid)

@@ -58,21 +58,10 @@ def record_handler(record) -> None:  # noqa: ANN001 - Powertools SQSRecord
     """One queue record: a customer's item, or a task the sweep queued (each step is safe to repeat)."""
     body = json.loads(record.body)
     if "task" in body:
-        _sweep_task(body)
+        engine().run_task(body)
         return
     for entry in body["items"]:
         engine().handle(parse_item(entry["item"]))
-
-
-def _sweep_task(body: dict[str, Any]) -> None:
-    from kefu.sweep import DRAIN_TASK, SESSION_TASK  # only when the sweep has queued something
-
-    if body["task"] == SESSION_TASK:
-        engine().sweep_session(body["open_kfid"], body["external_userid"], int(body["reconcile_after"]))
-    elif body["task"] == DRAIN_TASK:
-        engine().drain(body["open_kfid"])
-    else:
-        raise ValueError(f"unknown sweep task {body['task']!r}")
 
 
 @logger.inject_lambda_context(clear_state=True)

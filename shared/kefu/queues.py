@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
 from dataclasses import dataclass
 
 from kefu import aws
 from kefu.callback import SyncJob
+
+# The route queue's group for an account's work that names no customer (events without one,
+# the sweep's pool drains); every other group is one customer's.
+ACCOUNT_GROUP = "_account"
 
 
 @dataclass(frozen=True)
@@ -44,10 +51,6 @@ def send_batch(queue_url: str, messages: list[QueueMessage]) -> None:
 def enqueue_media(queue_url: str, open_kfid: str, why: str) -> None:
     """A media job for the account (kefu.media); one group per account, so one worker at a time.
     Each job is its own message: a repeated one finds nothing left to do."""
-    import hashlib
-    import json
-    import time
-
     aws.client("sqs").send_message(
         QueueUrl=queue_url, MessageBody=json.dumps({"open_kfid": open_kfid, "why": why}), MessageGroupId=open_kfid,
         MessageDeduplicationId=hashlib.sha256(f"{open_kfid}\n{why}\n{time.time_ns()}".encode()).hexdigest(),

@@ -29,13 +29,10 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kefu.callback import SyncJob
-from kefu.queues import QueueMessage
+from kefu.queues import ACCOUNT_GROUP, QueueMessage
+from kefu.routing.engine import DRAIN_TASK, SESSION_TASK
 from kefu.store.active_sessions import QuietSession
 from kefu.store.cursors import CursorState
-
-SESSION_TASK = "session"
-DRAIN_TASK = "drain"
-ACCOUNT_GROUP = "_account"  # the route queue's group for account-wide work (kefu.sync.route_group)
 
 
 @dataclass(frozen=True)

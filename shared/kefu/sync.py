@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kefu.queues import QueueMessage
+from kefu.queues import ACCOUNT_GROUP, QueueMessage
 from kefu.store.media import object_key
 from kefu.store.messages import MessageStore, to_record
 from kefu.wecom import kf
@@ -32,7 +32,6 @@ from kefu.wecom.models import MEDIA_MSGTYPES, ServicerStatus, ServicerStatusChan
 CALLBACK_TOKEN_TTL = 600
 TOKEN_SAFETY = 30  # do not present a token this close to its end
 ROUTE_EVENTS = frozenset({"enter_session", "session_status_change", "servicer_status_change", "msg_send_fail"})
-ACCOUNT_GROUP = "_account"
 
 
 @dataclass(frozen=True)

@@ -44,9 +44,9 @@ HUMAN, POOL = 3, 2
 DECODER = json.JSONDecoder()
 
 
-def kfid(name: str) -> str:
-    """The fixed open_kfid of a test's account ("wk" + 30 characters), as in route_rules.yaml."""
-    return ("wkRT" + name).ljust(32, "0")
+def kfid(name: str, prefix: str = "wkRT") -> str:
+    """The fixed open_kfid of a test's account (32 characters), as in route_rules.yaml."""
+    return (prefix + name).ljust(32, "0")
 
 
 # -- fixtures ---------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.test_route import HUMAN, POOL, Env
+from tests.integration.test_route import kfid as route_kfid
 from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.integration
@@ -27,7 +28,7 @@ NAMES = ("lost", "poolhead", "stale", "unseen", "idle")
 
 
 def kfid(name: str) -> str:
-    return ("wkSW" + name).ljust(32, "0")
+    return route_kfid(name, prefix="wkSW")  # as in sweep_rules.yaml
 
 
 @pytest.fixture(scope="module")

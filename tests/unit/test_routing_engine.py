@@ -394,11 +394,11 @@ accounts:
     assert w.wecom.states[(K, "c1")][0] == 2
     w.wecom.servicers[K]["alice"] = True
     w.state.rosters.save(K, {"alice": True}, w.clock.now)
-    w.engine.drain(K)
+    w.engine.run_task({"task": "drain", "open_kfid": K})
     assert w.wecom.states[(K, "c1")][0] == 2  # still closed: the servicer is on duty early
     w.clock.now += 31 * 60  # 09:01
     w.state.rosters.save(K, {"alice": True}, w.clock.now)
-    w.engine.drain(K)
+    w.engine.run_task({"task": "drain", "open_kfid": K})
     assert w.wecom.states[(K, "c1")] == (3, "alice")
 
 
@@ -438,3 +438,8 @@ def test_an_end_the_sweep_found_and_its_late_event_count_once() -> None:
     w.engine.sweep_session(K, "c1", reconcile_after=3600)
     w.event("c1", event_type="session_status_change", change_type=3, old_servicer_userid="alice", msg_code="end1")
     assert len(counted) == 2 and len(set(counted)) == 1  # one id: the statistics count the end once
+
+
+def test_an_unknown_sweep_task_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown sweep task"):
+        World().engine.run_task({"task": "compact", "open_kfid": K})

@@ -35,7 +35,10 @@ from kefu.wecom.models import (
     SyncItem,
 )
 
-__all__ = ["Decision", "EngineSettings", "Outcome", "RoutingEngine"]
+__all__ = ["DRAIN_TASK", "SESSION_TASK", "Decision", "EngineSettings", "Outcome", "RoutingEngine"]
+
+SESSION_TASK = "session"  # the sweep's task names (kefu.sweep queues them, RoutingEngine.run_task runs them)
+DRAIN_TASK = "drain"
 
 HUMAN_CHANGES = {SessionChangeType.PICKED_FROM_POOL: "picked from pool", SessionChangeType.TRANSFERRED: "transferred",
                  SessionChangeType.REOPENED: "re-opened"}
@@ -295,9 +298,16 @@ class RoutingEngine:
 
     # -- the sweep's tasks (kefu.sweep) -------------------------------------------------------
 
-    def drain(self, open_kfid: str) -> None:
-        """The sweep found the account's pool not empty: assign whoever a servicer has room for."""
-        self.assigner.drain_pool(open_kfid)
+    def run_task(self, task: dict[str, Any]) -> None:
+        """A task the sweep queued: a pool drain (the account's pool is not empty), or a look at
+        one quiet session."""
+        kind = task.get("task")
+        if kind == SESSION_TASK:
+            self.sweep_session(task["open_kfid"], task["external_userid"], int(task["reconcile_after"]))
+        elif kind == DRAIN_TASK:
+            self.assigner.drain_pool(task["open_kfid"])
+        else:
+            raise ValueError(f"unknown sweep task {kind!r}")
 
     def sweep_session(self, open_kfid: str, euid: str, reconcile_after: int) -> None:
         """A session the sweep found quiet. Idle past its rules' ``idle_end_minutes``: ended at
