@@ -5,8 +5,8 @@ Under concurrent requests (the local stack makes many) moto 5 breaks two guarant
   restores the snapshot when one condition fails, undoing other clients' writes made meanwhile
   (a load count, a cursor); requests are serialised here, each still separate. Serialising alone
   would be kinder than DynamoDB, which cancels a transaction that overlaps another one in progress
-  on the same item ("TransactionConflict"): so a transaction that arrives while another one
-  holding any of its items is waiting or running is cancelled that way here too.
+  on the same item ("TransactionConflict"): so a transaction on an item another one wrote less
+  than IN_PROGRESS ago (DynamoDB's own latency, not this machine's speed) is cancelled that way.
 - SQS FIFO: no message of a group is received while an earlier one of that group is in flight.
   moto decides which groups are busy once per receive call, so a long-polling receiver takes a
   later message of a group another receiver got meanwhile; here a receive looks at the queue
@@ -28,21 +28,23 @@ from typing import Any
 
 _applied = False
 _table_lock: Any = None  # DynamoDB's request lock, once the patches are applied
-_in_flight: set[tuple[str, str]] = set()  # the items of the transactions under way
+# A transaction's items, and until when (monotonic time) it counts as in progress on them.
+_in_flight: dict[tuple[str, str], float] = {}
+_holding = False
+IN_PROGRESS = 0.015  # seconds a transaction stays in progress after it ran: DynamoDB's own latency
 
 
 @contextmanager
-def dynamodb_paused() -> Iterator[None]:
-    """Hold every DynamoDB request of this process's emulator (a test's way to keep a transaction
-    in progress while it sends another)."""
-    if _table_lock is None:
-        raise RuntimeError("the emulator is not patched: start it with start_moto()")
-    with _table_lock:
+def transactions_held() -> Iterator[None]:
+    """Keep every transaction that runs meanwhile in progress until the block ends (a test's way
+    to send one that overlaps another, whatever the machine's speed)."""
+    global _holding
+    _holding = True
+    try:
         yield
-
-
-def transactions_in_flight() -> int:
-    return len(_in_flight)
+    finally:
+        _holding = False
+        _in_flight.clear()
 
 
 def make_faithful() -> None:
@@ -58,24 +60,25 @@ def make_faithful() -> None:
     queue_locks: dict[str, threading.Lock] = {}
     call_action, receive_message = DynamoHandler.call_action, SQSBackend.receive_message
     in_flight = _in_flight
-    registry = threading.Lock()
 
     def atomic_call_action(self: Any) -> Any:
         if not str(self.headers.get("X-Amz-Target") or "").endswith(".TransactWriteItems"):
             with table_lock:
                 return call_action(self)
         items = _transaction_items(self)
-        with registry:
-            clashes = [key in in_flight for key in items]
+        with table_lock:
+            now = time.monotonic()
+            clashes = [in_flight.get(key, 0.0) > now for key in items]
             if any(clashes):
                 return _conflict(clashes)
-            in_flight.update(items)
-        try:
-            with table_lock:
-                return call_action(self)
-        finally:
-            with registry:
-                in_flight.difference_update(items)
+            answer = call_action(self)
+            until = float("inf") if _holding else time.monotonic() + IN_PROGRESS
+            if len(in_flight) > 10_000:  # forget the long-finished ones
+                for key in [k for k, t in in_flight.items() if t <= now]:
+                    del in_flight[key]
+            for key in items:
+                in_flight[key] = until
+            return answer
 
     def fresh_receive(self: Any, queue_name: str, count: int, wait_seconds_timeout: int, *args: Any) -> Any:
         lock = queue_locks.setdefault(queue_name, threading.Lock())

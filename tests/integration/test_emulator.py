@@ -5,6 +5,7 @@ Kefu's stores retry those conflicts without losing or doubling a count."""
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -14,7 +15,6 @@ from botocore.config import Config
 
 from local.provision import create_tables
 from local.template import Template
-from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +59,7 @@ def hammer(work, threads: int = 8) -> None:
 
 def test_a_transaction_on_an_item_another_one_holds_is_cancelled_as_in_dynamodb(state_table: str,
                                                                                    aws_endpoint: str) -> None:
-    from local.emulator import dynamodb_paused, transactions_in_flight
+    from local.emulator import transactions_held
 
     client = boto3.client("dynamodb", endpoint_url=aws_endpoint, region_name="us-east-1",
                           config=Config(retries={"max_attempts": 1}))
@@ -71,17 +71,15 @@ def test_a_transaction_on_an_item_another_one_holds_is_cancelled_as_in_dynamodb(
             "TableName": state_table, "Key": k, "UpdateExpression": "ADD n :one",
             "ExpressionAttributeValues": {":one": {"N": "1"}}}} for k in keys_])
 
-    with dynamodb_paused():  # the first transaction stays in progress...
-        first = threading.Thread(target=add, args=(key,))
-        first.start()
-        wait_for(lambda: transactions_in_flight() == 1, timeout=10, message="the first transaction under way")
+    with transactions_held():  # the first transaction stays in progress...
+        add(key)
         with pytest.raises(client.exceptions.TransactionCanceledException) as caught:
             add(other, key)  # ...so one that overlaps it is cancelled, item by item
         assert [r["Code"] for r in caught.value.response["CancellationReasons"]] == ["None", "TransactionConflict"]
-    first.join()
     stored = {k["pk"]["S"]: client.get_item(TableName=state_table, Key=k, ConsistentRead=True).get("Item")
               for k in (key, other)}
     assert stored["emulator#conflict"]["n"]["N"] == "1" and stored["emulator#other"] is None  # nothing of the cancelled one
+    time.sleep(0.05)
     add(other, key)  # one after the other: no conflict
     assert client.get_item(TableName=state_table, Key=key, ConsistentRead=True)["Item"]["n"]["N"] == "2"
 
