@@ -72,6 +72,16 @@ class WeComClient:
         """A GET returning binary (media/get); WeCom answers JSON with an errcode on failure."""
         return self._with_token(path, lambda token: self._retrying(path, lambda: self._fetch_binary(path, params, token)))
 
+    def upload(self, path: str, params: dict[str, str], filename: str, data: bytes, content_type: str) -> dict[str, Any]:
+        """A multipart POST of one file under the field ``media`` (media/upload). Repeated when
+        transient: a repeat only makes a second copy of the same file at WeCom, never a second
+        message, and the caller keeps one media_id."""
+        def once(token: str) -> dict[str, Any]:
+            return self._retrying(path, lambda: self._post_file(path, {**params, "access_token": token},
+                                                                filename, data, content_type))
+
+        return self._with_token(path, once)
+
     def gettoken(self, corp_id: str, corp_secret: str) -> tuple[str, int]:
         data = self._retrying(
             "gettoken", lambda: self._send("gettoken", None, {"corpid": corp_id, "corpsecret": corp_secret})
@@ -135,6 +145,17 @@ class WeComClient:
                     url, params=params, content=encode_json(body),
                     headers={"Content-Type": "application/json; charset=utf-8"},
                 )
+        except httpx.TimeoutException:
+            raise WeComError(path, None, "timed out") from None
+        except httpx.HTTPError as exc:
+            raise WeComError(path, None, f"transport error: {type(exc).__name__}") from None
+        return decode(path, response)
+
+    def _post_file(self, path: str, params: dict[str, str], filename: str, data: bytes,
+                   content_type: str) -> dict[str, Any]:
+        try:
+            response = self._http.post(self._base + path, params=params,
+                                       files={"media": (filename, data, content_type)})
         except httpx.TimeoutException:
             raise WeComError(path, None, "timed out") from None
         except httpx.HTTPError as exc:

@@ -84,11 +84,16 @@ def service_state_trans(client: WeComApi, open_kfid: str, external_userid: str, 
     return str(data["msg_code"]) if data.get("msg_code") else None
 
 
+def send_msg(client: WeComApi, open_kfid: str, external_userid: str, msgid: str, message: dict[str, Any]) -> None:
+    """send_msg of ``message`` ({"msgtype": ..., <msgtype>: {...}}) under Kefu's msgid, repeated
+    with that same msgid while WeCom answers that it did not run the call; a msgid used before is
+    refused with errors.USED_MSGID."""
+    client.write("kf/send_msg", {"touser": external_userid, "open_kfid": open_kfid, "msgid": msgid, **message},
+                 retry_not_executed=True)
+
+
 def send_text(client: WeComApi, open_kfid: str, external_userid: str, msgid: str, content: str) -> None:
-    """send_msg of a text under Kefu's msgid, repeated with that same msgid while WeCom answers
-    that it did not run the call; a msgid used before is refused with errors.USED_MSGID."""
-    client.write("kf/send_msg", {"touser": external_userid, "open_kfid": open_kfid, "msgid": msgid,
-                                 "msgtype": "text", "text": {"content": content}}, retry_not_executed=True)
+    send_msg(client, open_kfid, external_userid, msgid, {"msgtype": "text", "text": {"content": content}})
 
 
 def send_on_event(client: WeComApi, code: str, msgid: str, message: dict[str, Any]) -> None:
@@ -127,3 +132,63 @@ def account_list(client: WeComApi) -> list[dict[str, Any]]:
         offset += len(page)
         if len(page) < ACCOUNT_LIST_LIMIT:
             return accounts
+
+
+# -- media and 升级服务 (route function, CLI) --------------------------------------------------------
+
+class Uploader(Protocol):
+    def upload(self, path: str, params: dict[str, str], filename: str, data: bytes,
+               content_type: str) -> dict[str, Any]: ...
+
+
+def media_upload(client: Uploader, kind: str, filename: str, data: bytes, content_type: str) -> tuple[str, int]:
+    """media/upload of one file (kind: image, voice, video or file); returns the media_id and its
+    creation time (WeCom sends it as a string). The id lives 3 days."""
+    data_out = client.upload("media/upload", {"type": kind}, filename, data, content_type)
+    media_id = data_out.get("media_id")
+    if not isinstance(media_id, str) or not media_id:
+        raise WeComError("media/upload", None, "answer carries no media_id")
+    try:
+        created = int(str(data_out.get("created_at") or 0))
+    except ValueError:
+        created = 0
+    return media_id, created
+
+
+@dataclass(frozen=True)
+class UpgradeConfig:
+    """The upgrade targets the enterprise set up in the admin console (get_upgrade_service_config)."""
+
+    userids: tuple[str, ...] = ()
+    department_ids: tuple[int, ...] = ()
+    chat_ids: tuple[str, ...] = ()
+
+
+def upgrade_config(client: WeComApi) -> UpgradeConfig:
+    data = client.read("kf/customer/get_upgrade_service_config")
+    members = data.get("member_range") or {}
+    groups = data.get("groupchat_range") or {}
+    return UpgradeConfig(
+        userids=tuple(str(u) for u in members.get("userid_list") or []),
+        department_ids=tuple(int(d) for d in members.get("department_id_list") or [] if str(d).isdigit()),
+        chat_ids=tuple(str(c) for c in groups.get("chat_id_list") or []),
+    )
+
+
+UPGRADE_MEMBER, UPGRADE_GROUP = 1, 2
+
+
+def upgrade_service(client: WeComApi, open_kfid: str, external_userid: str, kind: int, target: str,
+                    wording: str | None = None) -> None:
+    """Offer the customer a member (kind 1, ``target`` a userid) or a customer group (kind 2,
+    ``target`` a chat_id) to add: the 升级服务 card in the conversation."""
+    field, id_key = ("member", "userid") if kind == UPGRADE_MEMBER else ("groupchat", "chat_id")
+    offer: dict[str, Any] = {id_key: target}
+    if wording:
+        offer["wording"] = wording
+    client.write("kf/customer/upgrade_service", {"open_kfid": open_kfid, "external_userid": external_userid,
+                                                 "type": kind, field: offer})
+
+
+def cancel_upgrade_service(client: WeComApi, open_kfid: str, external_userid: str) -> None:
+    client.write("kf/customer/cancel_upgrade_service", {"open_kfid": open_kfid, "external_userid": external_userid})
