@@ -16,10 +16,12 @@ from kefu_cli.target import CliError, Target
 
 FUNNEL = [("day", "day"), ("open_kfid", "account"), ("scene", "scene"), ("links_issued", "links"),
           ("sessions_entered", "entered"), ("customers_wrote", "wrote"), ("sessions_assigned", "assigned"),
-          ("sessions_ended", "ended"), ("ratings", "ratings"), ("rating_avg", "avg rating")]
+          ("sessions_ended", "ended"), ("ratings", "ratings"), ("rating_avg", "avg rating"),
+          ("upgrades_offered", "upgrades"), ("sends_failed", "send fails")]
 SERVICERS = [("day", "day"), ("open_kfid", "account"), ("servicer", "servicer"),
              ("sessions_assigned", "assigned"), ("messages", "messages"), ("first_responses", "first resp"),
-             ("first_response_avg_seconds", "avg first resp"), ("ratings", "ratings"), ("rating_avg", "avg rating")]
+             ("first_response_avg_seconds", "avg first resp"), ("ratings", "ratings"), ("rating_avg", "avg rating"),
+             ("upgrades_offered", "upgrades")]
 KEYS = 3  # the leading columns that name a row; the rest are figures
 
 

@@ -101,14 +101,24 @@ class MediaSettings(Settings):
     media_queue_url: str = Field(alias="KEFU_MEDIA_QUEUE_URL", min_length=1)
 
 
-class RouteSettings(Settings):
+class RulesSettings(Settings):
+    """Where the routing rules come from (kefu.routing.source)."""
+
     routing_config: str | None = Field(alias="KEFU_ROUTING_CONFIG", default=None)
     routing_parameter: str | None = Field(alias="KEFU_ROUTING_PARAMETER", default=None)
+
+
+class RouteSettings(RulesSettings):
     welcome_max_age_seconds: float = Field(alias="KEFU_WELCOME_MAX_AGE_SECONDS", default=20, gt=0)
     roster_ttl_seconds: float = Field(alias="KEFU_ROSTER_TTL_SECONDS", default=600, gt=0)
+    # Kefu's own sends are stored beside the customer's messages (the complete record).
+    messages_table: str = Field(alias="KEFU_MESSAGES_TABLE", min_length=3)
+    message_retention_days: int = Field(alias="KEFU_MESSAGE_RETENTION_DAYS", default=0, ge=0)
+    # The rules' S3 assets ({s3: assets/<key>}) are read from this bucket.
+    media_bucket: str = Field(alias="KEFU_MEDIA_BUCKET", default="")
 
 
-class SweepSettings(RouteSettings):
+class SweepSettings(RulesSettings):
     """The scheduled sweep (kefu.sweep): it reads the routing rules like the route function."""
 
     sync_queue_url: str = Field(alias="KEFU_SYNC_QUEUE_URL", min_length=1)

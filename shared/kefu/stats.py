@@ -2,9 +2,11 @@
 
 Counters live in the StateTable, one item per day and (account, scene) or (account, servicer):
 - funnel: "funnel#<day>" / "<open_kfid>#<scene>" - links_issued, sessions_entered,
-  customers_wrote, sessions_assigned, sessions_ended, ratings, rating_sum
+  customers_wrote, sessions_assigned, sessions_ended, ratings, rating_sum, upgrades_offered
+  (升级服务 offers), sends_failed (WeCom's msg_send_fail)
 - servicer: "servicer#<day>" / "<open_kfid>#<userid>" - sessions_assigned, messages,
-  first_responses, first_response_seconds, ratings, rating_sum
+  first_responses, first_response_seconds, ratings, rating_sum, upgrades_offered (offers made in
+  sessions the servicer served)
 Days are calendar days in the stats time zone (KEFU_STATS_TIMEZONE, default Asia/Shanghai, the
 zone WeCom's own statistics use). Every count but links_issued is made through a marker keyed by
 the event that caused it, in the same transaction, so a retried queue record never counts twice.
@@ -22,9 +24,9 @@ from kefu.store import keys
 
 NO_SCENE = "-"  # sessions entered without a scene (a plain link, a channel page)
 FUNNEL_FIELDS = ("links_issued", "sessions_entered", "customers_wrote", "sessions_assigned", "sessions_ended",
-                 "ratings", "rating_sum")
+                 "ratings", "rating_sum", "upgrades_offered", "sends_failed")
 SERVICER_FIELDS = ("sessions_assigned", "messages", "first_responses", "first_response_seconds", "ratings",
-                   "rating_sum")
+                   "rating_sum", "upgrades_offered")
 MAX_DAYS = 92
 
 
@@ -83,7 +85,8 @@ def funnel_row(item: dict[str, Any]) -> dict[str, Any]:
 
 def servicer_row(item: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {"day": item["day"], "open_kfid": item["open_kfid"], "servicer": item["servicer"]}
-    row.update({f: int(item.get(f, 0)) for f in ("sessions_assigned", "messages", "first_responses", "ratings")})
+    row.update({f: int(item.get(f, 0)) for f in ("sessions_assigned", "messages", "first_responses", "ratings",
+                                                 "upgrades_offered")})
     row["first_response_avg_seconds"] = _average(item.get("first_response_seconds", 0), item.get("first_responses", 0))
     row["rating_avg"] = _average(item.get("rating_sum", 0), item.get("ratings", 0))
     return row

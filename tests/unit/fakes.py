@@ -200,3 +200,29 @@ class FakeState:
 
     def __post_init__(self) -> None:
         self.loads = FakeLoads(self.sessions)
+
+
+class FakeTranscript:
+    """The conversation record's sends (kefu.store.messages.MessageStore.begin_send/settle_send)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict[str, Any]] = {}
+
+    def begin_send(self, record: dict[str, Any]) -> str | None:
+        held = self.records.get(record["msgid"])
+        if held is not None:
+            return str(held["send_state"])
+        self.records[record["msgid"]] = dict(record)
+        return None
+
+    def settle_send(self, msgid: str, state: str, error: str | None = None) -> None:
+        if msgid in self.records:
+            self.records[msgid]["send_state"] = state
+            if error:
+                self.records[msgid]["send_error"] = error
+
+    def sent(self) -> list[dict[str, Any]]:
+        """The settled sends, in the order they were made (json-decoded messages under ``message``)."""
+        import json
+
+        return [{**r, "message": json.loads(r["raw"])} for r in self.records.values()]

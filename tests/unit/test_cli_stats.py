@@ -35,23 +35,23 @@ def test_funnel_table() -> None:
     assert lines[0] == "Kefu stats 2026-03-01 .. 2026-03-02 (Asia/Shanghai)"
     funnel = lines[lines.index("Scene funnel") + 1 : lines.index("Servicers") - 1]
     assert funnel[0].split() == ["day", "account", "scene", "links", "entered", "wrote", "assigned", "ended",
-                                 "ratings", "avg", "rating"]
+                                 "ratings", "avg", "rating", "upgrades", "send", "fails"]
     rows = [line.split() for line in funnel[2:]]
-    assert rows[0] == ["2026-03-01", "wkSALES", "(none)", "0", "1", "1", "0", "0", "0", "-"]  # sorted by day, scene
-    assert rows[1] == ["2026-03-01", "wkSALES", "上海地铁", "5", "3", "2", "1", "1", "3", "3.00"]
-    assert rows[2] == ["2026-03-02", "wkSALES", "poster", "10", "6", "4", "3", "2", "1", "5.00"]
+    assert rows[0] == ["2026-03-01", "wkSALES", "(none)", "0", "1", "1", "0", "0", "0", "-", "-", "-"]  # by day, scene
+    assert rows[1] == ["2026-03-01", "wkSALES", "上海地铁", "5", "3", "2", "1", "1", "3", "3.00", "-", "-"]
+    assert rows[2] == ["2026-03-02", "wkSALES", "poster", "10", "6", "4", "3", "2", "1", "5.00", "-", "-"]
     # totals: sums, and the rating average weighted by the number of ratings ((5*1 + 3*3) / 4 = 3.5)
-    assert rows[3] == ["total", "15", "10", "7", "4", "3", "4", "3.50"]
+    assert rows[3] == ["total", "15", "10", "7", "4", "3", "4", "3.50", "0", "0"]
 
 
 def test_servicer_table() -> None:
     lines = stats.render(CANNED).splitlines()
     servicers = lines[lines.index("Servicers") + 1 :]
     assert [line.split() for line in servicers[2:]] == [
-        ["2026-03-01", "wkSALES", "alice", "2", "9", "2", "30s", "1", "4.00"],
-        ["2026-03-02", "wkSALES", "bob", "1", "3", "1", "1h", "02m", "0", "-"],
+        ["2026-03-01", "wkSALES", "alice", "2", "9", "2", "30s", "1", "4.00", "-"],
+        ["2026-03-02", "wkSALES", "bob", "1", "3", "1", "1h", "02m", "0", "-", "-"],
         # first response weighted by first responses: (30 * 2 + 3725) / 3 = 1262 s
-        ["total", "3", "12", "3", "21m", "02s", "1", "4.00"],
+        ["total", "3", "12", "3", "21m", "02s", "1", "4.00", "0"],
     ]
 
 

@@ -12,7 +12,7 @@ from kefu.routing.assigner import EngineSettings
 from kefu.routing.engine import RoutingEngine
 from kefu.routing.rules import parse_rules
 from kefu.wecom.errors import WeComError
-from tests.unit.fakes import Clock, FakeState, FakeWeCom
+from tests.unit.fakes import Clock, FakeState, FakeTranscript, FakeWeCom
 from tests.unit.lambda_env import LambdaContext, load_function
 
 K = "wkHANDLER".ljust(32, "0")
@@ -20,10 +20,10 @@ K = "wkHANDLER".ljust(32, "0")
 
 @pytest.fixture
 def route(monkeypatch):
-    module = load_function("route", monkeypatch)
+    module = load_function("route", monkeypatch, KEFU_MESSAGES_TABLE="kefu-messages")
     wecom = FakeWeCom(servicers={K: {"alice": True}})
     module._engine = RoutingEngine(wecom, FakeState(), lambda: parse_rules('timezone: Asia/Shanghai\naccounts: {"*": {}}'),
-                                   EngineSettings(), module._record, clock=Clock())
+                                   EngineSettings(), module._record, FakeTranscript(), clock=Clock())
     return module, wecom
 
 

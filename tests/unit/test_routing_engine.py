@@ -14,7 +14,7 @@ from kefu.routing.outcome import Decision, Outcome
 from kefu.routing.rules import parse_rules
 from kefu.wecom.errors import WeComError
 from kefu.wecom.models import parse_item
-from tests.unit.fakes import Clock, FakeState, FakeWeCom
+from tests.unit.fakes import Clock, FakeState, FakeTranscript, FakeWeCom
 
 K = "wkENGINE".ljust(32, "0")
 RULES = parse_rules("""
@@ -39,8 +39,9 @@ class World:
         self.wecom = FakeWeCom(servicers={K: dict(servicers if servicers is not None else {"alice": True})})
         self.state = FakeState()
         self.decisions: list[Decision] = []
+        self.transcript = FakeTranscript()
         self.engine = RoutingEngine(self.wecom, self.state, lambda: RULES, EngineSettings(trans_backoff=0),
-                                    self.decisions.append, clock=self.clock, sleep=lambda _s: None)
+                                    self.decisions.append, self.transcript, clock=self.clock, sleep=lambda _s: None)
         self.n = 0
 
     def item(self, euid: str, **fields: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from kefu.routing import outbound
 from kefu.routing.rules import RulesError, load_rules_file, parse_rules
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,7 +105,7 @@ accounts:
 def test_an_account_block_overrides_key_by_key_and_keeps_the_rest_of_star() -> None:
     rules = parse_rules(MERGED)
     a = rules.policy("wkA")
-    assert (a.strategy, a.max_active_per_servicer, a.welcome, a.servicers) == (
+    assert (a.strategy, a.max_active_per_servicer, a.welcome and a.welcome.text, a.servicers) == (
         "least_busy", 2, "default-welcome", ["dave"])
     other = rules.policy("wkOther")
     assert (other.max_active_per_servicer, other.servicers) == (4, ["alice", "bob"])
@@ -113,9 +114,9 @@ def test_an_account_block_overrides_key_by_key_and_keeps_the_rest_of_star() -> N
 def test_scenes_merge_by_scene_name() -> None:
     rules = parse_rules(MERGED)
     vip = rules.policy("wkA", "vip")  # in both: the account's keys over "*"'s, key by key
-    assert vip.welcome == "a-vip-welcome" and vip.servicers == ["carol"]
+    assert vip.welcome == outbound.text("a-vip-welcome") and vip.servicers == ["carol"]
     assert vip.max_active_per_servicer == 2  # the account's value, the scene sets none
-    assert rules.policy("wkA", "ads").welcome == "ads-welcome"  # only in "*"
+    assert rules.policy("wkA", "ads").welcome == outbound.text("ads-welcome")  # only in "*"
     assert rules.policy("wkA", "shop").servicers == ["erin"]  # only in the account
     assert rules.policy("wkOther", "shop").servicers == ["alice", "bob"]  # not a scene there
     assert rules.policy("wkA", "unknown") == rules.policy("wkA") == rules.policy("wkA", None)

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from kefu.routing import decide
-from kefu.routing.outcome import Outcome
-from kefu.routing.sending import Sender
+from kefu.routing import decide, outbound
+from kefu.routing.outcome import Outcome, SendResult
+from kefu.routing.sending import Said, Sender
 from kefu.wecom.errors import USED_MSGID, WeComError
-from tests.unit.fakes import Clock, FakeState, FakeWeCom
+from tests.unit.fakes import Clock, FakeState, FakeTranscript, FakeWeCom
 
 K = "wkSENDING".ljust(32, "0")
 E = "c1"
@@ -25,10 +25,14 @@ class World:
         self.wecom = FakeWeCom(states={(K, E): (state, None)})
         self.state = FakeState()
         self.state.sessions.update(K, E, {"state": state, "window_at": int(self.clock.now), "sends": 0})
-        self.sender = Sender(self.wecom, self.state, self.clock)
+        self.transcript = FakeTranscript()
+        self.sender = Sender(self.wecom, self.state, self.clock, self.transcript)
+
+    def send(self, cause: str = "m1", content: str = "see the site") -> SendResult:
+        return self.sender.send(Said(K, E, "bot keyword", cause), "bot", outbound.text(content))
 
     def reply(self) -> Outcome:
-        return self.sender.text(K, E, "m1", "bot", "see the site").outcome
+        return self.send().outcome
 
     def refuse_as_used(self, text: str = USED) -> None:
         """WeCom's next send_msg answer: the msgid is used (nothing sent)."""
@@ -49,7 +53,7 @@ def test_a_retried_send_refused_as_used_after_a_recorded_attempt_is_sent_on_one_
     with pytest.raises(WeComError):
         w.reply()
     w.refuse_as_used()
-    result = w.sender.text(K, E, "m1", "bot", "see the site")
+    result = w.send()
     assert result.outcome == Outcome.SENT and "earlier attempt" in (result.detail or "")
     assert w.item["sends"] == 1 and w.item["send_ids"] == {MSGID}
     assert w.send_calls() == [MSGID, MSGID] and len(w.wecom.sent) == 1
@@ -64,29 +68,57 @@ def test_a_send_wecom_did_not_run_is_sent_once_with_one_msgid_on_one_unit(errcod
         w.reply()
     assert info.value.not_executed and not w.wecom.sent
     assert w.reply() == Outcome.SENT  # the queue's retry: the same msgid, no second unit
-    w.refuse_as_used()
-    assert w.reply() == Outcome.SENT  # retried again (the record died after the send): settled
+    assert w.reply() == Outcome.SENT  # retried again (the record died after the send): the record says sent
     assert w.item["sends"] == 1 and w.item["send_ids"] == {MSGID}
-    assert w.send_calls() == [MSGID] * 3 and [s["msgid"] for s in w.wecom.sent] == [MSGID]
+    assert w.send_calls() == [MSGID] * 2 and [s["msgid"] for s in w.wecom.sent] == [MSGID]
 
 
 @pytest.mark.parametrize("text", [USED, "duplicate msgid"])
 def test_a_used_msgid_with_no_attempt_recorded_is_a_failure(text: str) -> None:
     w = World(state=0)
     w.refuse_as_used(text)  # someone else sent under this msgid before Kefu ever tried it
-    result = w.sender.text(K, E, "m1", "bot", "see the site")
+    result = w.send()
     assert result.outcome == Outcome.FAILED
     assert result.detail == (f"errcode {USED_MSGID}: msgid {MSGID} refused as used (or invalid), "
                              "and no earlier attempt of Kefu's is recorded")
     assert not w.wecom.sent and w.item["state"] == 0  # nothing sent: WeCom's state is not guessed
 
 
-def test_an_event_send_refused_as_used_msgid_is_reported_failed() -> None:
-    """No ledger is kept for send_msg_on_event: a used msgid is a refusal like a used code."""
+def test_an_event_send_refused_as_used_msgid_with_no_attempt_on_record_is_reported_failed() -> None:
     w = World()
     w.wecom.fail("kf/send_msg_on_event", WeComError("kf/send_msg_on_event", USED_MSGID, "duplicate msgid"))
-    result = w.sender.on_event("code1", decide.send_id("m1", "welcome"), {"msgtype": "text", "text": {"content": "hi"}})
+    result = w.sender.on_event("code1", Said(K, E, "welcome", "m1"), "welcome", outbound.text("hi"))
     assert (result.outcome, result.detail) == (Outcome.FAILED, f"errcode {USED_MSGID}")
+    record = w.transcript.records[decide.send_id("m1", "welcome")]
+    assert (record["send_state"], record["send_error"]) == ("failed", f"errcode {USED_MSGID}")
+
+
+def test_an_event_send_whose_answer_was_lost_is_settled_sent_by_its_retry() -> None:
+    """The conversation record is the ledger of send_msg_on_event: the attempt is written as
+    pending before the call, so a retry refused as a used msgid knows the first one went through."""
+    w = World()
+    w.wecom.fail("kf/send_msg_on_event", WeComError("kf/send_msg_on_event", None, "timed out"), executed=True)
+    said = Said(K, E, "welcome", "m1")
+    first = w.sender.on_event("code1", said, "welcome", outbound.text("hi"))
+    assert first.outcome == Outcome.FAILED  # reported; the record stays as WeCom left it unknown
+    msgid = decide.send_id("m1", "welcome")
+    w.transcript.records[msgid]["send_state"] = "pending"  # as a crash right after the call leaves it
+    w.wecom.fail("kf/send_msg_on_event", WeComError("kf/send_msg_on_event", USED_MSGID, "duplicate msgid"))
+    again = w.sender.on_event("code1", said, "welcome", outbound.text("hi"))
+    assert again.outcome == Outcome.SENT and "earlier attempt" in (again.detail or "")
+    assert w.transcript.records[msgid]["send_state"] == "sent"
+    assert w.sender.on_event("code1", said, "welcome", outbound.text("hi")).outcome == Outcome.SENT  # no third call
+    assert w.wecom.paths().count("kf/send_msg_on_event") == 2
+
+
+def test_every_send_is_recorded_with_why_it_was_said() -> None:
+    w = World()
+    assert w.reply() == Outcome.SENT
+    (record,) = w.transcript.sent()
+    assert (record["sender"], record["rule"], record["cause"], record["via"], record["send_state"]) == (
+        "kefu", "bot keyword", "m1", "send_msg", "sent")
+    assert record["message"] == {"msgtype": "text", "text": {"content": "see the site"}}
+    assert record["conv"] == f"{K}#{E}" and record["msgid"] == MSGID
 
 
 @pytest.mark.parametrize("errcode", [95001, 95002])
@@ -95,5 +127,5 @@ def test_a_send_wecom_refuses_for_its_window_is_settled_and_closes_the_window(er
     world.wecom.fail("kf/send_msg", WeComError("kf/send_msg", errcode, "send limit"))
     assert world.reply() == Outcome.NOT_SENT  # settled: a retried record would be refused again
     assert world.item["sends"] == 5
-    assert world.sender.text(K, E, "m2", "bot", "again").outcome == Outcome.NOT_SENT  # no call made
+    assert world.send("m2", "again").outcome == Outcome.NOT_SENT  # no call made
     assert world.wecom.paths().count("kf/send_msg") == 1

@@ -72,3 +72,18 @@ class Accounting:
         self._count(f"rating#{msgid}", increments)
         self._emit("rating.given", msgid, {"open_kfid": open_kfid, "external_userid": euid, "scene": scene,
                                            "servicer": servicer, "score": score, "send_time": at})
+
+    def upgrade_offered(self, offer_id: str, at: int, open_kfid: str, euid: str, scene: str | None,
+                        servicer: str | None, kind: str, target: str) -> None:
+        """A 升级服务 offer made (``kind`` member or groupchat); ``servicer``: who served the customer."""
+        day = self._day(at)
+        increments = [stats.funnel(day, open_kfid, scene, "upgrades_offered")]
+        if servicer:
+            increments.append(stats.servicer(day, open_kfid, servicer, "upgrades_offered"))
+        self._count(f"upgrade#{offer_id}", increments)
+        self._emit("upgrade.offered", offer_id, {"open_kfid": open_kfid, "external_userid": euid, "scene": scene,
+                                                 "servicer": servicer, "kind": kind, "target": target, "time": at})
+
+    def send_failed(self, msgid: str, at: int, open_kfid: str, scene: str | None) -> None:
+        """WeCom's msg_send_fail: a message it had accepted never reached the customer."""
+        self._count(f"sendfail#{msgid}", [stats.funnel(self._day(at), open_kfid, scene, "sends_failed")])

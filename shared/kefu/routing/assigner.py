@@ -16,7 +16,7 @@ from kefu.routing.accounting import Accounting
 from kefu.routing.outcome import Decision, Outcome
 from kefu.routing.ports import StatePort, WeComPort
 from kefu.routing.rules import Policy, Rules
-from kefu.routing.sending import Sender
+from kefu.routing.sending import Said, Sender
 from kefu.routing.session import ACTIVE_FIELDS, Session
 from kefu.wecom import kf
 from kefu.wecom.errors import NOT_A_SERVICER, WeComError
@@ -231,8 +231,8 @@ class Assigner:
             key = session.pool_key or self.state.pool.add(open_kfid, euid, self.clock())
             self.state.sessions.update(open_kfid, euid, {"state": POOL, "pool_key": key, "pooled_at": int(self.clock())})
             if code and target.policy.queue_notice:
-                self.sender.on_event(code, decide.send_id(trigger, "queue"),
-                                     {"msgtype": "text", "text": {"content": target.policy.queue_notice}})
+                self.sender.on_event(code, Said(open_kfid, euid, f"{target.rule}: queue notice", trigger), "queue",
+                                     target.policy.queue_notice)
         self.record(Decision(open_kfid, euid, target.scene, target.rule, Outcome.POOL, detail=detail))
 
     def end_session(self, open_kfid: str, euid: str, session: Session) -> tuple[Session, str | None]:
@@ -258,7 +258,7 @@ class Assigner:
                 break  # nobody has room at all
             euid = entry.external_userid
             session = self.state.sessions.get(open_kfid, euid)
-            policy = rules.policy(open_kfid, session.scene)
+            policy = rules.policy(open_kfid, session.scene, session.scene_param)
             hours = policy.hours()
             if session.state == POOL and hours is not None and not hours.is_open(rules.local_time(now)):
                 continue

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-from kefu.routing.rules import Bot, Closing, Policy
+from kefu.routing.outbound import Menu, MenuClick, MenuItem, Message
+from kefu.routing.rules import Bot, BotReply, Closing, Policy
 from kefu.routing.session import Session
 
 BotOutcome = Literal["reply", "handoff", "unmatched"]
@@ -15,7 +16,7 @@ BotOutcome = Literal["reply", "handoff", "unmatched"]
 @dataclass(frozen=True)
 class BotDecision:
     outcome: BotOutcome
-    text: str | None = None
+    reply: BotReply | None = None  # the matched keyword rule and its action
     keyword: str | None = None
 
 
@@ -33,7 +34,7 @@ def match_bot(bot: Bot, text: str | None) -> BotDecision:
         for reply in bot.replies:
             for keyword in reply.keywords:
                 if _contains(text, keyword):
-                    return BotDecision("reply", text=reply.text, keyword=keyword)
+                    return BotDecision("reply", reply=reply, keyword=keyword)
     return BotDecision("unmatched")
 
 
@@ -69,20 +70,15 @@ def sticky_servicer(session: Session, policy: Policy, now: float) -> str | None:
     return str(last) if now - float(at) <= policy.sticky_hours * 3600 else None
 
 
-def closing_message(closing: Closing | None) -> dict[str, Any] | None:
+def closing_message(closing: Closing | None) -> Message | None:
+    """What Kefu says when a session ends: the satisfaction menu, or the closing text or menu."""
     if closing is None:
         return None
     if closing.satisfaction:
         s = closing.satisfaction
-        menu: dict[str, Any] = {"list": [{"type": "click", "click": {"id": i.id, "content": i.content}} for i in s.items]}
-        if s.head:
-            menu["head_content"] = s.head
-        if s.tail:
-            menu["tail_content"] = s.tail
-        return {"msgtype": "msgmenu", "msgmenu": menu}
-    if closing.text:
-        return {"msgtype": "text", "text": {"content": closing.text}}
-    return None
+        items = [MenuItem(click=MenuClick(id=i.id, content=i.content)) for i in s.items]
+        return Message(msgmenu=Menu(head=s.head, items=items, tail=s.tail))
+    return closing.as_message()
 
 
 def rating_for(closing: Closing | None, menu_id: str) -> int | None:

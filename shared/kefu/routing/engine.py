@@ -17,11 +17,13 @@ from kefu.routing import decide
 from kefu.routing.accounting import Accounting
 from kefu.routing.assigner import Assigner, EngineSettings, Target
 from kefu.routing.decide import Routed
+from kefu.routing.outbound import Action, MediaId, Message
 from kefu.routing.outcome import Decision, Outcome
-from kefu.routing.ports import StatePort, WeComPort
+from kefu.routing.ports import StatePort, TranscriptPort, WeComPort
 from kefu.routing.rules import Policy, Rules
-from kefu.routing.sending import Sender
+from kefu.routing.sending import Said, Sender
 from kefu.routing.session import ACTIVE_FIELDS, Session, active_since
+from kefu.routing.upgrades import Upgrader
 from kefu.wecom.models import (
     EnterSessionEvent,
     EventType,
@@ -54,30 +56,37 @@ def ended_id(open_kfid: str, euid: str, session: Session, fallback: str) -> str:
     return f"{open_kfid}#{euid}#{session.name}" if session.name else fallback
 
 
-def _scene_has(rules: Rules, open_kfid: str, scene: str | None, key: str) -> bool:
-    """True when the scene's rules set ``key`` differently from the account's."""
-    if not scene:
+def _scene_has(rules: Rules, open_kfid: str, session: Session, key: str) -> bool:
+    """True when the scene's (or scene_param's) rules set ``key`` differently from the account's."""
+    if not session.scene and not session.scene_param:
         return False
-    return rules.policy(open_kfid, scene).model_dump().get(key) != rules.policy(open_kfid).model_dump().get(key)
+    own = rules.policy(open_kfid, session.scene, session.scene_param).model_dump().get(key)
+    return bool(own != rules.policy(open_kfid).model_dump().get(key))
 
 
 class RoutingEngine:
     def __init__(self, wecom: WeComPort, state: StatePort, rules: Callable[[], Rules],
-                 settings: EngineSettings, record: Callable[[Decision], None],
+                 settings: EngineSettings, record: Callable[[Decision], None], transcript: TranscriptPort,
                  clock: Callable[[], float] = time.time, accounting: Accounting | None = None,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, media_id: MediaId | None = None,
+                 retention_days: int = 0) -> None:
         self.state = state
         self._rules = rules
         self.settings = settings
         self.record = record
         self.clock = clock
         self.accounting = accounting or Accounting(None, "Asia/Shanghai")
-        self.send = Sender(wecom, state, clock)
+        self.send = Sender(wecom, state, clock, transcript, media_id, retention_days)
+        self.upgrades = Upgrader(wecom, transcript, self.accounting, clock, retention_days)
         self.assigner = Assigner(wecom, state, rules, settings, record, self.accounting, self.send, clock, sleep)
 
     @property
     def rules(self) -> Rules:
         return self._rules()
+
+    def policy(self, open_kfid: str, session: Session) -> Policy:
+        """The rules for the customer's entry: its scene and scene_param."""
+        return self.rules.policy(open_kfid, session.scene, session.scene_param)
 
     def handle(self, item: SyncItem) -> None:
         """Act on one item once: a customer's item the engine already finished with (a copy
@@ -123,34 +132,38 @@ class RoutingEngine:
 
     # -- welcome --------------------------------------------------------------------------------
 
-    def _enter_session(self, item: SyncItem, open_kfid: str, _session: Session | None) -> None:
+    def _enter_session(self, item: SyncItem, open_kfid: str, known: Session | None) -> None:
         event, euid = item.event_as(EnterSessionEvent), item.external_userid
         if not euid or event is None:
             return
-        scene = event.scene or None
-        self.state.sessions.update(open_kfid, euid, {"scene": scene or "", "scene_param": event.scene_param or "",
-                                                     "entered_at": _at(item, self.clock)})
-        policy = self.rules.policy(open_kfid, scene)
+        scene = event.entry_scene
+        fields = {"scene": scene or "", "scene_param": event.scene_param or "", "entered_at": _at(item, self.clock)}
+        self.state.sessions.update(open_kfid, euid, fields)
+        session = (known or Session()).with_fields(fields)
+        policy = self.policy(open_kfid, session)
         code = event.welcome_code
         if not code or not policy.welcome:
             decision = Decision(open_kfid, euid, scene, "welcome", Outcome.SKIPPED,
-                                detail="no welcome_code" if not code else "no welcome text")
+                                detail="no welcome_code" if not code else "no welcome message")
         elif self.clock() - _at(item, self.clock) > self.settings.welcome_max_age:
             decision = Decision(open_kfid, euid, scene, "welcome", Outcome.SKIPPED, detail="welcome_code expired")
         else:
-            sent = self.send.on_event(code, decide.send_id(item.msgid, "welcome"),
-                                      {"msgtype": "text", "text": {"content": policy.welcome}})
-            rule = "scene welcome" if _scene_has(self.rules, open_kfid, scene, "welcome") else "welcome"
+            rule = "scene welcome" if _scene_has(self.rules, open_kfid, session, "welcome") else "welcome"
+            sent = self.send.on_event(code, Said(open_kfid, euid, rule, item.msgid), "welcome", policy.welcome)
             decision = Decision(open_kfid, euid, scene, rule, sent.outcome, detail=sent.detail)
         # Counted after the welcome: its code lives 20 s, the statistics can wait (rule 8).
         self.accounting.entered(item.msgid, _at(item, self.clock), open_kfid, euid, scene, event.scene_param)
         self.record(decision)
+        if policy.upgrade is not None and policy.upgrade.on_entry:
+            offered = self.upgrades.offer(Said(open_kfid, euid, "upgrade on entry", item.msgid), policy.upgrade.offer,
+                                          scene, session.last_servicer)
+            self.record(Decision(open_kfid, euid, scene, "upgrade on entry", offered.outcome, detail=offered.detail))
 
     # -- customer messages ----------------------------------------------------------------------
 
     def _customer_message(self, item: SyncItem, open_kfid: str, euid: str, session: Session) -> None:
         scene = session.scene
-        policy = self.rules.policy(open_kfid, scene)
+        policy = self.policy(open_kfid, session)
         if item.menu_id:
             self._menu_click(item, open_kfid, euid, session, policy)
             return
@@ -194,16 +207,15 @@ class RoutingEngine:
         self._reply(item, Target(open_kfid, euid, policy, scene, "assign"))
 
     def _reply(self, item: SyncItem, target: Target) -> None:
-        """The bot's keyword reply, or a hand-off to a human (with no bot: straight to one)."""
+        """The bot's keyword rule, or a hand-off to a human (with no bot: straight to one)."""
         bot = target.policy.bot
         if bot is None:
             self.assigner.assign(target, trigger=item.msgid)  # the queue notice's msgid: one per message
             return
         match = decide.match_bot(bot, item.text)
-        if match.outcome == "reply":
-            sent = self.send.text(target.open_kfid, target.euid, item.msgid, "bot", match.text or "")
-            self.record(Decision(target.open_kfid, target.euid, target.scene, f"bot keyword {match.keyword!r}",
-                                 sent.outcome, detail=sent.detail))
+        if match.outcome == "reply" and match.reply is not None:
+            self._act(match.reply, Target(target.open_kfid, target.euid, target.policy, target.scene,
+                                          f"bot keyword {match.keyword!r}"), item.msgid, "bot")
         elif match.outcome == "unmatched" and bot.unmatched == "ignore":
             self.record(Decision(target.open_kfid, target.euid, target.scene, "bot unmatched", Outcome.IGNORED))
         else:
@@ -211,24 +223,80 @@ class RoutingEngine:
             self.assigner.assign(Target(target.open_kfid, target.euid, target.policy, target.scene, rule),
                                  trigger=item.msgid)
 
+    def _act(self, action: Action, target: Target, trigger: str, purpose: str) -> None:
+        """A bot keyword's or a menu click's action, in order: the reply, the 升级服务 offer, then
+        the hand-off (to the customer's scene's servicers, or the named scene's) or the end."""
+        open_kfid, euid = target.open_kfid, target.euid
+        said = Said(open_kfid, euid, target.rule, trigger)
+        if action.reply is not None:
+            sent = self.send.send(said, purpose, action.reply)
+            self.record(Decision(open_kfid, euid, target.scene, target.rule, sent.outcome,
+                                 detail=f"{action.reply.kind}: {sent}" if sent.detail else action.reply.kind))
+        if action.upgrade is not None:
+            session = self.state.sessions.get(open_kfid, euid)
+            offered = self.upgrades.offer(said, action.upgrade, target.scene, session.servicer or session.last_servicer)
+            self.record(Decision(open_kfid, euid, target.scene, f"{target.rule}: upgrade", offered.outcome,
+                                 detail=offered.detail))
+        if action.handoff is not None:
+            policy, scene = target.policy, target.scene
+            if action.handoff.scene:
+                policy = self.rules.policy(open_kfid, action.handoff.scene)
+                scene = action.handoff.scene
+            self.assigner.assign(Target(open_kfid, euid, policy, target.scene,
+                                        f"{target.rule}: hand-off" + (f" to scene {scene!r}" if scene != target.scene else "")),
+                                 trigger=trigger)
+        elif action.end:
+            session = self.state.sessions.get(open_kfid, euid)
+            self._end(open_kfid, euid, session, target.policy, f"{target.rule}: end", trigger, None)
+
     def _off_hours(self, item: SyncItem, target: Target, session: Session) -> None:
         replied = None
         if target.policy.off_hours_reply and session.off_hours_for != session.name:
-            replied = self.send.text(target.open_kfid, target.euid, item.msgid, "off-hours", target.policy.off_hours_reply)
+            replied = self.send.send(Said(target.open_kfid, target.euid, "off hours", item.msgid), "off-hours",
+                                     target.policy.off_hours_reply)
             self.state.sessions.update(target.open_kfid, target.euid, {"off_hours_for": session.name})
         self.assigner.to_pool(item.msgid, target, detail=f"reply {replied}" if replied else None)
 
     def _menu_click(self, item: SyncItem, open_kfid: str, euid: str, session: Session, policy: Policy) -> None:
-        score = decide.rating_for(policy.closing, item.menu_id or "")
-        if score is None:
-            self.record(Decision(open_kfid, euid, session.scene, "menu click", Outcome.IGNORED, detail=item.menu_id))
+        """A click on a menu Kefu sent: a rating (the satisfaction menu), or a menu action. A click
+        opens no send window (WeCom's rule): a reply it asks for is sent only while the window of
+        the customer's last written message has sends left."""
+        menu_id = item.menu_id or ""
+        score = decide.rating_for(policy.closing, menu_id)
+        if score is not None:
+            self._rated(item, open_kfid, euid, session, policy, score)
             return
+        action = policy.menu_actions.get(menu_id)
+        if action is None:
+            self.record(Decision(open_kfid, euid, session.scene, "menu click", Outcome.IGNORED,
+                                 detail=f"no menu action for {menu_id!r}"))
+            return
+        if session.state not in (ServiceState.NEW, ServiceState.BOT):
+            session = self.assigner.refresh(open_kfid, euid, session)  # design rule 13, as for a message
+        rule = f"menu {menu_id!r}"
+        if session.state in (ServiceState.POOL, ServiceState.HUMAN):
+            held = Outcome.POOL if session.state == ServiceState.POOL else Outcome.HUMAN
+            self.record(Decision(open_kfid, euid, session.scene, rule, held, servicer=session.servicer,
+                                 detail="the session is with the pool or a servicer: the click is theirs"))
+            return
+        if session.state is not None and session.state != ServiceState.ENDED:
+            self.state.sessions.update(open_kfid, euid, active_since(open_kfid, _at(item, self.clock), session))
+        self._act(action, Target(open_kfid, euid, policy, session.scene, rule), item.msgid, "menu")
+
+    def _rated(self, item: SyncItem, open_kfid: str, euid: str, session: Session, policy: Policy, score: int) -> None:
         self.state.sessions.update(open_kfid, euid, {"rating": score, "rating_item": item.menu_id,
                                                      "rated_at": _at(item, self.clock)})
         self.accounting.rated(item.msgid, _at(item, self.clock), open_kfid, euid, session.scene,
                               session.last_servicer, score)
         self.record(Decision(open_kfid, euid, session.scene, "satisfaction", Outcome.RATED,
                              servicer=session.last_servicer, detail=str(score)))
+        upgrade = policy.upgrade
+        if upgrade is not None and upgrade.after_rating is not None and score >= upgrade.after_rating:
+            rule = f"upgrade after rating {score}"
+            offered = self.upgrades.offer(Said(open_kfid, euid, rule, item.msgid), upgrade.offer, session.scene,
+                                          session.last_servicer)
+            self.record(Decision(open_kfid, euid, session.scene, rule, offered.outcome,
+                                 servicer=session.last_servicer, detail=offered.detail))
 
     # -- session changes made by servicers ------------------------------------------------------
 
@@ -262,10 +330,11 @@ class RoutingEngine:
                 self.state.pool.remove(open_kfid, session.pool_key)
             if old:
                 self.state.sessions.update(open_kfid, euid, {"last_servicer": old, "last_served_at": at})
-            closing = decide.closing_message(self.rules.policy(open_kfid, scene).closing)
+            closing = decide.closing_message(self.policy(open_kfid, session).closing)
             detail = None
             if closing and event.msg_code and self.clock() - at <= self.settings.welcome_max_age:
-                detail = f"closing {self.send.closing(open_kfid, euid, event.msg_code, item.msgid, closing)}"
+                said = Said(open_kfid, euid, "closing", item.msgid)
+                detail = f"closing {self.send.closing(said, event.msg_code, closing)}"
             self.accounting.ended(ended_id(open_kfid, euid, session, item.msgid), at, open_kfid, euid, scene, old)
             self.record(Decision(open_kfid, euid, scene, "session ended", Outcome.ENDED, servicer=old, detail=detail))
         elif change in HUMAN_CHANGES and new:
@@ -293,6 +362,8 @@ class RoutingEngine:
 
     def _send_failed(self, item: SyncItem, open_kfid: str, _session: Session | None) -> None:
         event = item.event_as(MsgSendFailEvent) or MsgSendFailEvent()
+        session = self.state.sessions.get(open_kfid, item.external_userid) if item.external_userid else Session()
+        self.accounting.send_failed(item.msgid, _at(item, self.clock), open_kfid, session.scene)
         self.record(Decision(open_kfid, item.external_userid, None, "msg_send_fail", Outcome.REPORTED,
                              detail=f"fail_type={event.fail_type} msgid={event.fail_msgid}"))
 
@@ -318,7 +389,7 @@ class RoutingEngine:
         if session.active_at is None or session.state in (None, ServiceState.ENDED):
             return  # ended or gone since the sweep listed it
         now = int(self.clock())
-        policy = self.rules.policy(open_kfid, session.scene)
+        policy = self.policy(open_kfid, session)
         idle_for = now - session.active_at
         idle_due = policy.idle_end_minutes is not None and idle_for >= policy.idle_end_minutes * 60
         if not idle_due and now - max(session.active_at, session.checked_at or 0) < reconcile_after:
@@ -344,17 +415,21 @@ class RoutingEngine:
             self.assigner.drain_pool(open_kfid)  # a place came free, or the pool lost an entry
 
     def _end_idle(self, open_kfid: str, euid: str, session: Session, policy: Policy, idle_for: int) -> None:
+        self._end(open_kfid, euid, session, policy, "idle end", f"{session.name}#idle", f"no message for {idle_for} s")
+
+    def _end(self, open_kfid: str, euid: str, session: Session, policy: Policy, rule: str, trigger: str,
+             detail: str | None) -> None:
+        """End the session at WeCom, with the closing message on the code the end gives."""
         ended, code = self.assigner.end_session(open_kfid, euid, session)
-        name = f"{session.name}#idle"
-        detail = f"no message for {idle_for} s"
-        closing = decide.closing_message(policy.closing)
+        closing: Message | None = decide.closing_message(policy.closing)
         if code and closing:
-            detail += f"; closing {self.send.closing(open_kfid, euid, code, name, closing)}"
+            sent = self.send.closing(Said(open_kfid, euid, "closing", trigger), code, closing)
+            detail = f"{detail}; closing {sent}" if detail else f"closing {sent}"
         if ended.state == ServiceState.ENDED:
-            self.accounting.ended(ended_id(open_kfid, euid, session, name), int(self.clock()), open_kfid, euid,
+            self.accounting.ended(ended_id(open_kfid, euid, session, trigger), int(self.clock()), open_kfid, euid,
                                   session.scene, session.servicer)
             if session.servicer:
                 self.state.sessions.update(open_kfid, euid, {"last_servicer": session.servicer,
                                                              "last_served_at": int(self.clock())})
-        self.record(Decision(open_kfid, euid, session.scene, "idle end", Outcome.ENDED, servicer=session.servicer,
+        self.record(Decision(open_kfid, euid, session.scene, rule, Outcome.ENDED, servicer=session.servicer,
                              detail=detail))

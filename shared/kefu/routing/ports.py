@@ -1,4 +1,5 @@
-"""What the routing engine needs from the world, as Protocols: the WeCom API and four stores.
+"""What the routing engine needs from the world, as Protocols: the WeCom API, four state stores
+and the conversation record.
 
 kefu.wecom.client.WeComClient and kefu.store.routing_state are the deployed adapters; the unit
 tests pass in-memory ones (tests/unit/fakes.py) and run the engine in milliseconds.
@@ -58,6 +59,14 @@ class PoolPort(Protocol):
     def oldest(self, open_kfid: str, limit: int = 25) -> list[Any]: ...
 
     def remove(self, open_kfid: str, sort_key: str) -> None: ...
+
+
+class TranscriptPort(Protocol):
+    """Kefu's own sends in the conversation record (kefu.store.messages.MessageStore)."""
+
+    def begin_send(self, record: dict[str, Any]) -> str | None: ...  # None new, else the earlier attempt's state
+
+    def settle_send(self, msgid: str, state: str, error: str | None = None) -> None: ...
 
 
 class StatePort(Protocol):

@@ -6,12 +6,25 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from kefu.routing import outbound
+from kefu.routing.outbound import Action, Message, OnEventMessage, PoolMessage, UpgradeRule, _bytes
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
@@ -26,9 +39,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class BotReply(_Strict):
+class BotReply(Action):
+    """Keywords and what they do: ``text`` (a text reply, the short form) or any action."""
+
     keywords: list[str] = Field(min_length=1)
-    text: str = Field(min_length=1, max_length=2048)
+    text: Annotated[str, AfterValidator(_bytes(2048, 1))] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _text_is_a_reply(cls, value: Any) -> Any:
+        if isinstance(value, dict) and "text" in value:
+            if "reply" in value:
+                raise ValueError("give text (a text reply) or reply (any message), not both")
+            value = {**value, "reply": value["text"]}
+        return value
 
     @field_validator("keywords")
     @classmethod
@@ -58,14 +82,20 @@ class Satisfaction(_Strict):
 
 
 class Closing(_Strict):
-    text: str | None = Field(default=None, max_length=2048)
+    """After a session ends: a text or menu (``text`` for short), or the satisfaction menu."""
+
+    text: Annotated[str, AfterValidator(_bytes(2048, 1))] | None = None
+    message: OnEventMessage | None = None
     satisfaction: Satisfaction | None = None
 
     @model_validator(mode="after")
     def _one(self) -> Closing:
-        if self.text and self.satisfaction:
-            raise ValueError("set either text or satisfaction (one message per ended session)")
+        if sum(x is not None for x in (self.text, self.message, self.satisfaction)) > 1:
+            raise ValueError("set one of text, message, satisfaction (one message per ended session)")
         return self
+
+    def as_message(self) -> Message | None:
+        return outbound.text(self.text) if self.text else self.message
 
 
 class WorkingHours:
@@ -112,11 +142,13 @@ class Policy(_Strict):
     sticky_hours: float = Field(default=72, ge=0)
     servicers: list[str] = Field(default_factory=list)
     working_hours: dict[str, Any] | None = None
-    off_hours_reply: str | None = Field(default=None, max_length=2048)
-    welcome: str | None = Field(default=None, max_length=2048)
-    queue_notice: str | None = Field(default=None, max_length=2048)
+    off_hours_reply: Message | None = None  # sent with send_msg: any kind
+    welcome: OnEventMessage | None = None  # the welcome code takes a text or a menu
+    queue_notice: PoolMessage | None = None  # the pool's code takes a text
     bot: Bot | None = None
     closing: Closing | None = None
+    menu_actions: dict[Annotated[str, AfterValidator(_bytes(128, 1))], Action] = Field(default_factory=dict)
+    upgrade: UpgradeRule | None = None
     # End a session nobody wrote in for this long (the sweep does it, with the closing message).
     idle_end_minutes: float | None = Field(default=None, gt=0, le=7 * 24 * 60)
 
@@ -130,47 +162,89 @@ class Policy(_Strict):
     def hours(self) -> WorkingHours | None:
         return None if self.working_hours is None else WorkingHours(_parse_hours(self.working_hours))
 
+    def messages(self) -> Iterator[tuple[tuple[Any, ...], Message]]:
+        """Every message these rules may send, with its key path (for errors naming the key)."""
+        for key in ("welcome", "off_hours_reply", "queue_notice"):
+            message = getattr(self, key)
+            if message is not None:
+                yield (key,), message
+        if self.closing is not None and self.closing.message is not None:
+            yield ("closing", "message"), self.closing.message
+        for index, reply in enumerate(self.bot.replies if self.bot else []):
+            if reply.reply is not None:
+                yield ("bot", "replies", index, "reply" if reply.text is None else "text"), reply.reply
+        for click, action in self.menu_actions.items():
+            if action.reply is not None:
+                yield ("menu_actions", click, "reply"), action.reply
+
 
 POLICY_KEYS = frozenset(Policy.model_fields)
+BLOCK_KEYS = POLICY_KEYS | {"scenes", "scene_params"}
 
 
 class Rules:
-    """The validated rules file; ``policy(open_kfid, scene)`` gives the effective rules."""
+    """The validated rules file; ``policy(open_kfid, scene, scene_param)`` gives the effective
+    rules: the account's ("*" merged with its own block), then its ``scene_params`` block with
+    the longest prefix of the scene_param, then the scene's block, then the scene's own
+    ``scene_params`` block with the longest prefix."""
 
     def __init__(self, timezone: str, accounts: dict[str, dict[str, Any]]) -> None:
         self.timezone = ZoneInfo(timezone)
         self._accounts = accounts
-        self._cache: dict[tuple[str, str], Policy] = {}
+        self._cache: dict[tuple[str, str, str | None, str | None], Policy] = {}
 
     def _account_block(self, open_kfid: str) -> dict[str, Any]:
         return _merge_account(self._accounts.get(DEFAULT_KEY, {}), self._accounts.get(open_kfid, {}))
 
-    def policy(self, open_kfid: str, scene: str | None = None) -> Policy:
-        key = (open_kfid, scene or "")
+    def policy(self, open_kfid: str, scene: str | None = None, scene_param: str | None = None) -> Policy:
+        block = self._account_block(open_kfid)
+        scenes = block.pop("scenes", {}) or {}
+        params = block.pop("scene_params", {}) or {}
+        scene_block = dict(scenes.get(scene) or {}) if scene else {}
+        scene_params = scene_block.pop("scene_params", {}) or {}
+        outer, inner = _longest_prefix(params, scene_param), _longest_prefix(scene_params, scene_param)
+        key = (open_kfid, scene if scene and scene in scenes else "", outer, inner)
         if key not in self._cache:
-            block = self._account_block(open_kfid)
-            scenes = block.pop("scenes", {}) or {}
-            if scene and scene in scenes:
-                block = {**block, **scenes[scene]}
-            self._cache[key] = Policy.model_validate(block)
+            merged = {**block, **(params[outer] if outer is not None else {}), **scene_block,
+                      **(scene_params[inner] if inner is not None else {})}
+            self._cache[key] = Policy.model_validate(merged)
         return self._cache[key]
 
     def scenes_of(self, open_kfid: str) -> list[str]:
         """The scenes the account's rules name (each may override the account's rules)."""
         return list(self._account_block(open_kfid).get("scenes") or {})
 
+    def variants(self, open_kfid: str) -> Iterator[tuple[tuple[Any, ...], str | None, str | None]]:
+        """Every (scene, scene_param prefix) the account's rules distinguish, with its key path."""
+        block = self._account_block(open_kfid)
+        outer = list(block.get("scene_params") or {})
+        yield (), None, None
+        for prefix in outer:
+            yield ("scene_params", prefix), None, prefix
+        for scene, scene_block in (block.get("scenes") or {}).items():
+            yield ("scenes", scene), scene, None
+            for prefix in [*outer, *((scene_block or {}).get("scene_params") or {})]:
+                yield ("scenes", scene, "scene_params", prefix), scene, prefix
+
     def local_time(self, epoch: float) -> datetime:
         return datetime.fromtimestamp(epoch, self.timezone)
+
+
+def _longest_prefix(blocks: dict[str, Any], scene_param: str | None) -> str | None:
+    if not scene_param:
+        return None
+    matches = [prefix for prefix in blocks if scene_param.startswith(str(prefix))]
+    return max(matches, key=len) if matches else None
 
 
 def _merge_account(default: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     merged = copy.deepcopy(default)
     for key, value in override.items():
-        if key == "scenes":
-            scenes = dict(merged.get("scenes") or {})
+        if key in ("scenes", "scene_params"):
+            named = dict(merged.get(key) or {})
             for name, block in (value or {}).items():
-                scenes[name] = {**scenes.get(name, {}), **(block or {})}
-            merged["scenes"] = scenes
+                named[name] = {**named.get(name, {}), **copy.deepcopy(block or {})}
+            merged[key] = named
         else:
             merged[key] = copy.deepcopy(value)
     return merged
@@ -214,7 +288,9 @@ def _where(lines: dict[tuple[Any, ...], int], path: tuple[Any, ...]) -> str:
     return "line ?"
 
 
-def parse_rules(text: str, source: str = "rules") -> Rules:
+def parse_rules(text: str, source: str = "rules", base_dir: Path | None = None) -> Rules:
+    """``base_dir``: where asset paths are read from (the rules file's directory); None for rules
+    that come from an SSM parameter, which may name S3 assets only."""
     try:
         data = yaml.load(text, Loader=_LineLoader)  # nosec B506 - _LineLoader is a SafeLoader subclass
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -240,38 +316,77 @@ def parse_rules(text: str, source: str = "rules") -> Rules:
     accounts = data.get("accounts") or {}
     if not isinstance(accounts, dict):
         raise RulesError(f"{source} {_where(lines, ('accounts',))}: accounts must map open_kfid (or '*') to rules")
+    checker = _Checker(lines, source, base_dir)
     for name, block in accounts.items():
-        _check_block(block or {}, ("accounts", name), lines, source)
+        checker.block(block or {}, ("accounts", name))
         accounts[name] = block or {}
     rules = Rules(str(timezone), accounts)
-    for name in accounts:  # every merged (account, scene) policy must validate, not only the blocks
-        merged = rules._account_block(str(name))  # noqa: SLF001
-        for scene in [None, *(merged.get("scenes") or {})]:
+    for name in accounts:  # every merged (account, scene, scene_param) policy must validate, not only the blocks
+        for where, scene, prefix in rules.variants(str(name)):
+            path = ("accounts", name, *where)
             try:
-                rules.policy(str(name), scene)
+                policy = rules.policy(str(name), scene, prefix)
             except ValidationError as exc:
-                raise RulesError(_describe(exc, lines, ("accounts", name) + (("scenes", scene) if scene else ()), source)) from None
+                raise RulesError(_describe(exc, lines, path, source)) from None
+            checker.merged(policy, path)
     return rules
 
 
-def _check_block(block: Any, path: tuple[Any, ...], lines: dict[tuple[Any, ...], int], source: str) -> None:
-    if not isinstance(block, dict):
-        raise RulesError(f"{source} {_where(lines, path)}: {'.'.join(map(str, path))} must be a mapping")
-    for key, value in block.items():
-        if key == "scenes":
-            if not isinstance(value, dict):
-                raise RulesError(f"{source} {_where(lines, (*path, key))}: scenes must map scene names to rules")
-            for scene, scene_block in value.items():
-                if isinstance(scene_block, dict) and "scenes" in scene_block:
-                    raise RulesError(f"{source} {_where(lines, (*path, key, scene, 'scenes'))}: scenes cannot nest")
-                _check_block(scene_block or {}, (*path, key, scene), lines, source)
-        elif key not in POLICY_KEYS:
-            raise RulesError(f"{source} {_where(lines, (*path, key))}: unknown key {key!r} in "
-                             f"{'.'.join(map(str, path))} (allowed: {', '.join(sorted(POLICY_KEYS | {'scenes'}))})")
-    try:
-        Policy.model_validate({k: v for k, v in block.items() if k != "scenes"})
-    except ValidationError as exc:
-        raise RulesError(_describe(exc, lines, path, source)) from None
+class _Checker:
+    """Checks of one rules file beyond the models: block shapes, asset files, and the links
+    between keys (a menu's click ids and their actions, a rating rule and its menu)."""
+
+    def __init__(self, lines: dict[tuple[Any, ...], int], source: str, base_dir: Path | None) -> None:
+        self.lines, self.source, self.base_dir = lines, source, base_dir
+
+    def fail(self, path: tuple[Any, ...], message: str) -> RulesError:
+        return RulesError(f"{self.source} {_where(self.lines, path)}: {'.'.join(map(str, path))}: {message}")
+
+    def block(self, block: Any, path: tuple[Any, ...], nested: str | None = None) -> None:
+        if not isinstance(block, dict):
+            raise self.fail(path, "must be a mapping")
+        for key, value in block.items():
+            if key in ("scenes", "scene_params"):
+                if nested == "scene_params" or (nested == "scenes" and key == "scenes"):
+                    raise self.fail((*path, key), f"{key} cannot nest here")
+                if not isinstance(value, dict):
+                    raise self.fail((*path, key), f"{key} must map names to rules")
+                for name, inner in value.items():
+                    self.block(inner or {}, (*path, key, name), nested=key)
+            elif key not in POLICY_KEYS:
+                allowed = BLOCK_KEYS if nested is None else (POLICY_KEYS | {"scene_params"} if nested == "scenes"
+                                                              else POLICY_KEYS)
+                raise self.fail((*path, key), f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
+        try:
+            policy = Policy.model_validate({k: v for k, v in block.items() if k not in ("scenes", "scene_params")})
+        except ValidationError as exc:
+            raise RulesError(_describe(exc, self.lines, path, self.source)) from None
+        for where, message in policy.messages():
+            for kind, asset in message.assets():
+                self.asset(kind, asset, (*path, *where, message.kind))
+
+    def asset(self, kind: str, asset: outbound.Asset, path: tuple[Any, ...]) -> None:
+        if asset.path is None:
+            return  # an S3 asset is read when first sent: a missing one fails that send, named in its decision
+        if self.base_dir is None:
+            raise self.fail(path, "rules read from an SSM parameter name assets in S3 ({s3: assets/<key>}), "
+                                  "not files")
+        file = (self.base_dir / asset.path).resolve()
+        if not file.is_file():
+            raise self.fail(path, f"no file {asset.path} beside the rules file ({file})")
+        problem = outbound.check_asset(kind, file.read_bytes(), asset.path)
+        if problem:
+            raise self.fail(path, problem)
+
+    def merged(self, policy: Policy, path: tuple[Any, ...]) -> None:
+        rated = {item.id for item in policy.closing.satisfaction.items} if policy.closing and policy.closing.satisfaction else set()
+        for where, message in policy.messages():
+            for click in message.click_ids():
+                if click not in policy.menu_actions and click not in rated:
+                    raise self.fail((*path, *where), f"the menu's click id {click!r} has no entry in menu_actions "
+                                                     "(a click nobody acts on would go unanswered)")
+        if policy.upgrade is not None and policy.upgrade.after_rating is not None and not rated:
+            raise self.fail((*path, "upgrade", "after_rating"), "needs closing.satisfaction (the rating menu)")
 
 
 def _describe(exc: ValidationError, lines: dict[tuple[Any, ...], int], path: tuple[Any, ...], source: str) -> str:
@@ -284,4 +399,4 @@ def _describe(exc: ValidationError, lines: dict[tuple[Any, ...], int], path: tup
 
 def load_rules_file(path: str) -> Rules:
     with open(path, encoding="utf-8") as handle:
-        return parse_rules(handle.read(), source=path)
+        return parse_rules(handle.read(), source=path, base_dir=Path(path).resolve().parent)

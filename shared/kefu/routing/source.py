@@ -6,19 +6,26 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from kefu.config import ConfigError, RouteSettings
+from kefu.config import ConfigError, RulesSettings
 from kefu.routing.rules import Rules, RulesError, load_rules_file, parse_rules
 
 PARAMETER_MAX_AGE = 300
 
 
 class RulesSource:
-    def __init__(self, settings: RouteSettings, bundled: Path) -> None:
+    def __init__(self, settings: RulesSettings, bundled: Path) -> None:
         self._settings = settings
         self._bundled = bundled
         self._rules: Rules | None = None
         self._text: str | None = None
         self._read_at = 0.0
+
+    @property
+    def base_dir(self) -> Path | None:
+        """Where the rules' file assets are read from: beside the rules file (None from SSM)."""
+        if self._settings.routing_parameter:
+            return None
+        return Path(self._settings.routing_config or str(self._bundled)).resolve().parent
 
     def load(self) -> Rules:
         """Validate at cold start: a bad rules file fails the container, naming the key."""

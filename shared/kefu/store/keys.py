@@ -14,6 +14,7 @@ StateTable items (pk / sk):
 - ``rrot#<open_kfid>`` / ``rr`` - the round-robin counter
 - ``rpool#<open_kfid>`` / ``<pooled_at ms, 15 digits>#<external_userid>`` - the waiting pool, oldest first
 - ``counted#<event id>`` / ``c`` - a statistics event already counted
+- ``upload#<digest of the asset>`` / ``m`` - a rules asset's media_id at WeCom, while it lives
 - ``funnel#<day>`` / ``<open_kfid>#<scene>`` and ``servicer#<day>`` / ``<open_kfid>#<userid>`` - figures
 MessagesTable: ``msgid``; its ``conv`` attribute is ``<open_kfid>#<external_userid>``.
 """
@@ -96,3 +97,8 @@ def figures_pk(kind: str, day: str) -> str:
 
 def conversation(open_kfid: str, external_userid: str) -> str:
     return f"{open_kfid}#{external_userid}"
+
+
+def upload(digest: str) -> Key:
+    """A rules asset uploaded to WeCom (kefu.assets): its media_id while it lives."""
+    return {"pk": f"upload#{digest}", "sk": "m"}

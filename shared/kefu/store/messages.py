@@ -1,4 +1,5 @@
-"""The message store: one item per msgid, the item as WeCom sent it plus the fields queried by.
+"""The message store: one item per msgid, the item as WeCom sent it plus the fields queried by,
+and Kefu's own sends beside them (``sender`` "kefu", see ``kefu_record``): the complete record.
 
 Indexes: ``conversation`` (conv, ts) - a customer's conversation in order; ``account``
 (open_kfid, ts) - an account's traffic, newest first for recent conversations; ``entries``
@@ -10,10 +11,11 @@ the order WeCom returned them in.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from kefu.store import keys
-from kefu.store.dynamo import TableStore, batch_get, put_all
+from kefu.store.dynamo import TableStore, batch_get, conditionally, put_all
 from kefu.wecom.models import EnterSessionEvent, SyncItem
 
 DAY = 86400
@@ -41,10 +43,33 @@ def to_record(item: SyncItem, msgid: str, sequence: int, stored_at: int, retenti
         entry = item.event_as(EnterSessionEvent)
         if entry is not None:
             record["entry_of"] = record["conv"]
-            record["scene"] = entry.scene or ""
+            record["scene"] = entry.entry_scene or ""
             record["scene_param"] = entry.scene_param or ""
     if retention_days > 0:
         record["expires_at"] = send_time + retention_days * DAY
+    return record
+
+
+KEFU = "kefu"  # the ``sender`` of Kefu's own sends (WeCom's items carry an ``origin`` instead)
+PENDING, SENT, FAILED = "pending", "sent", "failed"  # a Kefu send's ``send_state``
+
+
+def kefu_record(open_kfid: str, external_userid: str, msgid: str, message: dict[str, Any], at: int, *,
+                rule: str, cause: str, via: str, retention_days: int = 0) -> dict[str, Any]:
+    """A message Kefu sends (``message`` as WeCom takes it: {"msgtype": ..., <msgtype>: {...}}),
+    recorded before the call as pending. ``rule``: why Kefu said it (the decision's rule);
+    ``cause``: the msgid of the item that led to it; ``via``: the WeCom call that carries it.
+    Its ``ts`` sorts it after everything stored before it in the same second."""
+    conv = conversation_key(open_kfid, external_userid)
+    record: dict[str, Any] = {
+        "msgid": msgid, "ts": f"{at:010d}#{time.time_ns():020d}", "send_time": at, "stored_at": at,
+        "msgtype": str(message.get("msgtype") or "unknown"),
+        "raw": json.dumps(message, ensure_ascii=False, separators=(",", ":")),
+        "open_kfid": open_kfid, "external_userid": external_userid, "conv": conv,
+        "sender": KEFU, "rule": rule[:256], "cause": cause, "via": via, "send_state": PENDING,
+    }
+    if retention_days > 0:
+        record["expires_at"] = at + retention_days * DAY
     return record
 
 
@@ -70,6 +95,43 @@ class MessageStore(TableStore):
             Key={"msgid": msgid}, UpdateExpression="SET media_state = :s, media_error = :r",
             ConditionExpression="attribute_exists(msgid)", ExpressionAttributeValues={":s": state, ":r": reason},
         )
+
+    # -- Kefu's own sends (kefu.routing.sending's transcript) ---------------------------------
+
+    def begin_send(self, record: dict[str, Any]) -> str | None:
+        """Record a send before its call. None when it is new; else the ``send_state`` an earlier
+        attempt left (pending: its outcome is unknown; sent; failed), and the record is kept."""
+        if conditionally(lambda: self._table.put_item(Item=record, ConditionExpression="attribute_not_exists(msgid)")):
+            return None
+        held = self._table.get_item(Key={"msgid": record["msgid"]}, ConsistentRead=True,
+                                    ProjectionExpression="send_state").get("Item") or {}
+        return str(held.get("send_state") or PENDING)
+
+    def settle_send(self, msgid: str, state: str, error: str | None = None) -> None:
+        names = {"#st": "send_state"}
+        values: dict[str, Any] = {":s": state}
+        expression = "SET #st = :s"
+        if error:
+            expression += ", send_error = :e"
+            values[":e"] = error[:512]
+        conditionally(lambda: self._table.update_item(
+            Key={"msgid": msgid}, UpdateExpression=expression, ConditionExpression="attribute_exists(msgid)",
+            ExpressionAttributeNames=names, ExpressionAttributeValues=values))
+
+    # -- marks from WeCom's events (the sync stores them as they come) ---------------------------
+
+    def mark_recalled(self, msgid: str, at: int, by: str) -> bool:
+        """A message recalled by the customer or a servicer; False when it is not stored."""
+        return conditionally(lambda: self._table.update_item(
+            Key={"msgid": msgid}, UpdateExpression="SET recalled_at = :t, recalled_by = :b",
+            ConditionExpression="attribute_exists(msgid)", ExpressionAttributeValues={":t": at, ":b": by}))
+
+    def mark_send_failed(self, msgid: str, fail_type: int | None) -> bool:
+        """WeCom reported (msg_send_fail) that a message it accepted never reached the customer."""
+        values: dict[str, Any] = {":f": FAILED, ":t": fail_type if fail_type is not None else -1}
+        return conditionally(lambda: self._table.update_item(
+            Key={"msgid": msgid}, UpdateExpression="SET send_state = :f, fail_type = :t",
+            ConditionExpression="attribute_exists(msgid)", ExpressionAttributeValues=values))
 
     def _query(self, index: str, key: str, value: str, limit: int, newest_first: bool,
                start: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:

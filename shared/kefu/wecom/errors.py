@@ -27,6 +27,11 @@ TOKEN_ERRORS = frozenset({BAD_SECRET, 40014, 42001})
 # call, read or write, may be repeated after them.
 RETRYABLE_ERRORS = frozenset({SYSTEM_BUSY, 45009, 45033})
 IP_NOT_TRUSTED = 60020
+# WeCom refused the message itself (a media id it does not know, a field over its limit, a menu
+# it cannot show, one business card per 48 h, an appid not linked): the same message is refused
+# again on every retry, so the send is settled as failed rather than retried.
+MESSAGE_REFUSED = frozenset({40003, 40004, 40005, 40006, 40007, 40008, 40009, 40011, 45001, 45002, 60111, 90207,
+                             95008, 95009, 95025})
 MSG_TOKEN_INVALID = 95007
 
 

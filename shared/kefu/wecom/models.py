@@ -418,11 +418,24 @@ class WechatChannels(KfModel):
     scene: OptInt = None  # 1 homepage, 2 live product list, 3 showcase, 4 product, 5 order
 
 
+CHANNELS_SCENE_PREFIX = "channels:"
+
+
 class EnterSessionEvent(KfEvent):
     scene: OptStr = None
     scene_param: OptStr = None
     welcome_code: OptStr = None  # single use, expires in about 20 s
     wechat_channels: WechatChannels | None = None
+
+    @property
+    def entry_scene(self) -> str | None:
+        """The scene Kefu attributes the entry to: the link's scene, else for an entry from 视频号
+        ``channels:<nickname>`` (the channel's, or its shop's), else None."""
+        if self.scene:
+            return self.scene
+        channels = self.wechat_channels
+        name = channels and (channels.nickname or channels.shop_nickname)
+        return f"{CHANNELS_SCENE_PREFIX}{name}" if name else None
 
 
 class MsgSendFailEvent(KfEvent):
