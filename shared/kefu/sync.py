@@ -27,7 +27,16 @@ from kefu.store.messages import MessageStore, to_record
 from kefu.wecom import kf
 from kefu.wecom.client import WeComClient
 from kefu.wecom.errors import MSG_TOKEN_INVALID, WeComError
-from kefu.wecom.models import MEDIA_MSGTYPES, ServicerStatus, ServicerStatusChangeEvent, SyncItem, parse_items
+from kefu.wecom.models import (
+    MEDIA_MSGTYPES,
+    MsgSendFailEvent,
+    ServicerRecallMsgEvent,
+    ServicerStatus,
+    ServicerStatusChangeEvent,
+    SyncItem,
+    UserRecallMsgEvent,
+    parse_items,
+)
 
 CALLBACK_TOKEN_TTL = 600
 TOKEN_SAFETY = 30  # do not present a token this close to its end
@@ -204,6 +213,7 @@ def _store_page(deps: SyncDeps, result: PullResult, items: list[SyncItem], polic
     deps.messages.put_new(records)
     result.stored += len(records)
     result.duplicates += len(items) - len(records)
+    _mark_targets(deps, list(unique.values()))
     for item in unique.values():
         # The duty roster follows servicer_status_change in page order, before the customer
         # messages after it are routed (they travel in other queue groups than this event).
@@ -217,6 +227,22 @@ def _store_page(deps: SyncDeps, result: PullResult, items: list[SyncItem], polic
         deps.hand_on(route_messages(fresh))  # every fresh item, new or not: a crash may have come before this
         result.handed_on += len(fresh)
     _save_profiles(deps, result, list(unique.values()))
+
+
+def _mark_targets(deps: SyncDeps, items: list[SyncItem]) -> None:
+    """Events about an earlier message mark it in the record: a recall (by the customer or a
+    servicer) and WeCom's report that a message it accepted never arrived (msg_send_fail). A
+    message no longer stored (past retention, or before Kefu) is left unmarked. Repeats are
+    harmless: a mark sets the same fields again."""
+    for item in items:
+        recall = item.event_as(UserRecallMsgEvent) or item.event_as(ServicerRecallMsgEvent)
+        if recall is not None and recall.recall_msgid:
+            by = recall.servicer_userid if isinstance(recall, ServicerRecallMsgEvent) and recall.servicer_userid \
+                else "customer"
+            deps.messages.mark_recalled(recall.recall_msgid, int(item.send_time or deps.clock()), by)
+        failed = item.event_as(MsgSendFailEvent)
+        if failed is not None and failed.fail_msgid:
+            deps.messages.mark_send_failed(failed.fail_msgid, failed.fail_type)
 
 
 def _save_profiles(deps: SyncDeps, result: PullResult, items: list[SyncItem]) -> None:

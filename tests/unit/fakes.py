@@ -34,6 +34,8 @@ class FakeWeCom:
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     sent: list[dict[str, Any]] = field(default_factory=list)
     msgids: set[str] = field(default_factory=set)
+    upgrade_range: dict[str, list[str]] = field(default_factory=lambda: {"userids": [], "chat_ids": []})
+    offers: list[dict[str, Any]] = field(default_factory=list)
 
     def fail(self, path: str, error: WeComError, executed: bool = False) -> None:
         """The next call to ``path`` fails with ``error``; ``executed``: after doing its work."""
@@ -48,6 +50,9 @@ class FakeWeCom:
         if path == "kf/servicer/list":
             on = self.servicers.get((params or {})["open_kfid"], {})
             return {"errcode": 0, "servicer_list": [{"userid": u, "status": 0 if r else 1} for u, r in on.items()]}
+        if path == "kf/customer/get_upgrade_service_config":
+            return {"errcode": 0, "member_range": {"userid_list": list(self.upgrade_range["userids"])},
+                    "groupchat_range": {"chat_id_list": list(self.upgrade_range["chat_ids"])}}
         raise AssertionError(f"unexpected read {path}")
 
     def write(self, path: str, body: dict[str, Any], *, retry_not_executed: bool = False) -> dict[str, Any]:
@@ -84,6 +89,9 @@ class FakeWeCom:
             self.msgids.add(body["msgid"])
             self.sent.append({"path": path, **body})
             return {"errcode": 0, "msgid": body["msgid"]}
+        if path == "kf/customer/upgrade_service":
+            self.offers.append(dict(body))
+            return {"errcode": 0}
         raise AssertionError(f"unexpected write {path}")
 
     def paths(self) -> list[str]:

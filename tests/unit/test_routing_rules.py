@@ -157,3 +157,100 @@ def test_local_time_uses_the_rules_timezone() -> None:
 def test_the_shipped_and_test_rules_files_are_valid(path: str) -> None:
     rules = load_rules_file(str(ROOT / path))
     assert rules.policy("wkAnything").strategy in ("round_robin", "least_busy")
+
+
+# -- messages, menus, 升级服务 -------------------------------------------------------------------------
+
+RICH = """\
+timezone: Asia/Shanghai
+accounts:
+  "*":
+    welcome:
+      msgmenu:
+        items:
+          - click: {id: a, content: "A"}
+    menu_actions:
+      a: {handoff: true}
+"""
+
+
+@pytest.mark.parametrize(("snippet", "line", "key", "says"), [
+    ("    queue_notice: {link: {title: t, url: 'https://x', thumb: {s3: assets/a.png}}}\n", 10,
+     "accounts.*.queue_notice", "takes only text, not link"),
+    ("    welcome_x: 1\n", 10, "accounts.*.welcome_x", "unknown key"),
+    ("    off_hours_reply: '" + "字" * 683 + "'\n", 10, "accounts.*.off_hours_reply", "2049 bytes"),
+    ("    off_hours_reply: {text: hi, image: a.png}\n", 10, "accounts.*.off_hours_reply", "exactly one of"),
+    ("    off_hours_reply: {link: {title: t, url: 'ftp://x', thumb: {s3: assets/a.png}}}\n", 10,
+     "accounts.*.off_hours_reply.link.url", "http(s) URL"),
+    ("    off_hours_reply: {image: {s3: other/a.png}}\n", 10, "accounts.*.off_hours_reply.image", "assets/"),
+    ("    off_hours_reply: {image: missing.png}\n", 10, "accounts.*.off_hours_reply.image", "no file missing.png"),
+    ("    off_hours_reply: {ca_link: {link_url: 'https://example.com'}}\n", 10,
+     "accounts.*.off_hours_reply.ca_link", "获客链接"),
+    ("    bot: {replies: [{keywords: [x], text: hi, reply: hello}]}\n", 10, "accounts.*.bot.replies.0", "not both"),
+    ("    bot: {replies: [{keywords: [x]}]}\n", 10, "accounts.*.bot.replies.0", "at least one of"),
+    ("    upgrade: {offer: {member: auto}}\n", 10, "accounts.*.upgrade", "say when"),
+    ("    upgrade: {offer: {member: auto}, after_rating: 4}\n", 10, "accounts.*.upgrade.after_rating",
+     "needs closing.satisfaction"),
+    ("    menu_actions:\n      b: {handoff: true, end: true}\n", 10, "accounts.*.menu_actions.b", "not both"),
+])
+def test_a_bad_message_or_action_names_its_key_and_line(tmp_path, snippet: str, line: int, key: str, says: str) -> None:
+    text = RICH + snippet if not snippet.startswith("    menu_actions") else RICH.replace(
+        "    menu_actions:\n      a: {handoff: true}\n", "    menu_actions:\n      a: {handoff: true}\n" + snippet.split("\n", 1)[1])
+    path = tmp_path / "rules.yaml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(RulesError) as caught:
+        load_rules_file(str(path))
+    message = str(caught.value)
+    assert f"line {line}:" in message and key in message and says in message, message
+
+
+def test_a_menu_click_without_an_action_is_refused() -> None:
+    with pytest.raises(RulesError, match=r"line 5: accounts\.\*\.welcome: the menu's click id 'a' has no entry"):
+        parse_rules(RICH.replace("    menu_actions:\n      a: {handoff: true}\n", ""))
+
+
+def test_assets_are_checked_beside_the_rules_file(tmp_path) -> None:
+    (tmp_path / "pic.png").write_bytes(b"not a png at all")
+    (tmp_path / "rules.yaml").write_text(RICH + "    off_hours_reply: {image: pic.png}\n", encoding="utf-8")
+    with pytest.raises(RulesError, match="pic.png: an image must be a JPG or PNG file"):
+        load_rules_file(str(tmp_path / "rules.yaml"))
+    (tmp_path / "pic.png").write_bytes((ROOT / "config/assets/card.png").read_bytes())
+    rules = load_rules_file(str(tmp_path / "rules.yaml"))
+    assert rules.policy("wk").off_hours_reply is not None
+
+
+def test_rules_from_a_parameter_may_not_name_files() -> None:
+    with pytest.raises(RulesError, match="SSM parameter name assets in S3"):
+        parse_rules(RICH + "    off_hours_reply: {file: guide.txt}\n")
+
+
+def test_scene_params_pick_the_longest_prefix_scene_level_last() -> None:
+    rules = parse_rules("""\
+accounts:
+  "*":
+    servicers: [a]
+    scene_params:
+      "sh-": {servicers: [b]}
+      "sh-9": {servicers: [c]}
+    scenes:
+      store:
+        servicers: [d]
+        scene_params:
+          "bj-": {servicers: [e]}
+""")
+    assert rules.policy("wk", None, "sh-001").servicers == ["b"]
+    assert rules.policy("wk", None, "sh-901").servicers == ["c"]
+    assert rules.policy("wk", "store", "sh-001").servicers == ["d"]  # the scene's block comes after
+    assert rules.policy("wk", "store", "bj-1").servicers == ["e"]
+    assert rules.policy("wk", "other", "bj-1").servicers == ["a"]
+
+
+def test_the_example_rules_show_every_message_kind() -> None:
+    rules = load_rules_file(str(ROOT / "config/routing.yaml"))
+    kinds = set()
+    for scene in [None, *rules.scenes_of("wk")]:
+        for _where, message in rules.policy("wk", scene).messages():
+            kinds.add(message.kind)
+            kinds.update(item.payload()["type"] for item in (message.msgmenu.items if message.msgmenu else []))
+    assert kinds >= {"text", "msgmenu", "link", "miniprogram", "image", "video", "file", "business_card", "ca_link",
+                     "click", "view"}

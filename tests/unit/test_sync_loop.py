@@ -56,6 +56,18 @@ class Messages:
     def set_media_key(self, msgid: str, key: str) -> None:
         self.records[msgid]["media_key"] = key
 
+    def mark_recalled(self, msgid: str, at: int, by: str) -> bool:
+        if msgid not in self.records:
+            return False
+        self.records[msgid].update(recalled_at=at, recalled_by=by)
+        return True
+
+    def mark_send_failed(self, msgid: str, fail_type: int | None) -> bool:
+        if msgid not in self.records:
+            return False
+        self.records[msgid].update(send_state="failed", fail_type=fail_type)
+        return True
+
 
 class Cursors:
     def __init__(self, cursor: str | None = None, catchup_since: int | None = None) -> None:
@@ -181,3 +193,19 @@ def test_a_pull_whose_cursor_moved_meanwhile_does_not_overwrite_it() -> None:
     with pytest.raises(CursorMoved):
         pull_account(deps, K, None, None, SyncPolicy())
     assert cursors.cursor == "c9"
+
+
+def test_a_recall_and_a_send_failure_mark_the_message_they_name() -> None:
+    recall = {"msgid": "r1", "send_time": 1_800_000_100, "origin": 4, "msgtype": "event",
+              "event": {"event_type": "user_recall_msg", "open_kfid": K, "external_userid": "c1", "recall_msgid": "m1"}}
+    fail = {"msgid": "f1", "send_time": 1_800_000_101, "origin": 4, "msgtype": "event",
+            "event": {"event_type": "msg_send_fail", "open_kfid": K, "external_userid": "c1", "fail_msgid": "m2",
+                      "fail_type": 10}}
+    servicer_recall = {"msgid": "r2", "send_time": 1_800_000_102, "origin": 4, "msgtype": "event",
+                       "event": {"event_type": "servicer_recall_msg", "open_kfid": K, "external_userid": "c1",
+                                 "recall_msgid": "m3", "servicer_userid": "alice"}}
+    _result, _wecom, messages, _cursors, _handed = run([{"next_cursor": "c1", "has_more": 0,
+                                       "msg_list": [text(1), text(2), text(3), recall, fail, servicer_recall]}])
+    assert (messages.records["m1"]["recalled_at"], messages.records["m1"]["recalled_by"]) == (1_800_000_100, "customer")
+    assert (messages.records["m2"]["send_state"], messages.records["m2"]["fail_type"]) == ("failed", 10)
+    assert messages.records["m3"]["recalled_by"] == "alice"
