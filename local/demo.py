@@ -34,6 +34,9 @@ def _script(stack: Any) -> None:
     open_kfid = sim.add_account(name="Kefu Demo")
     sim.add_servicer(open_kfid, "alice")
     sim.add_servicer(open_kfid, "bob")
+    # What config/routing.yaml's menus name: its mini program, and the 升级服务 range an admin sets.
+    sim.link_miniprogram("wx0123456789abcdef")
+    sim.set_upgrade_config(userids=["alice", "bob"], chat_ids=["wrdemo-members"])
     say(f"2. kf account {open_kfid} (servicers alice, bob); a customer wrote before Kefu was deployed")
     early, _ = sim.customer_enter(open_kfid, scene="old_poster")
     sim.customer_says(open_kfid, early, "有人吗？")
@@ -57,7 +60,8 @@ def _script(stack: Any) -> None:
         f"{stack_messages(stack, open_kfid)} items for the account, each once")
     _wait(lambda: sim.session(open_kfid, customer).get("service_state") == 3)
     for sent in sim.sent_messages(open_kfid, customer):
-        text = (sent.get("payload") or {}).get("content") or sent.get("msgtype")
+        payload = sent.get("payload") or {}
+        text = payload.get("content") or payload.get("head_content") or sent.get("msgtype")
         say(f"6. the route function sent ({sent['via']}, {sent.get('code_kind') or 'no code'}): {text!r}")
     session = sim.session(open_kfid, customer)
     say(f"7. and handed the session to a human: WeCom state {session.get('service_state')} (3 = servicer), "

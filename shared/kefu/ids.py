@@ -31,3 +31,7 @@ def byte_len(value: str) -> int | None:
         return len(value.encode("utf-8"))
     except UnicodeEncodeError:
         return None
+
+
+# An entry from 视频号 carries no link scene: Kefu names its scene after the channel (or its shop).
+CHANNELS_SCENE_PREFIX = "channels:"

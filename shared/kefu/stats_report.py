@@ -7,7 +7,7 @@ from typing import Any
 
 from kefu import stats
 from kefu.errors import HttpError
-from kefu.ids import is_alias, is_scene
+from kefu.ids import CHANNELS_SCENE_PREFIX, is_alias, is_scene
 from kefu.store.stats import StatsStore
 
 
@@ -30,9 +30,16 @@ def parse_query(query: Mapping[str, str], today: str) -> tuple[list[str], str | 
     if account is not None and not is_alias(account):
         raise StatsQueryError("account", "account must be an open_kfid")
     scene = query.get("scene") or None
-    if scene is not None and not (scene == "-" or is_scene(scene)):
-        raise StatsQueryError("scene", "scene is at most 32 characters of 0-9 a-z A-Z _ - (or '-' for no scene)")
+    if scene is not None and not (scene == "-" or is_scene(scene) or _is_channels_scene(scene)):
+        raise StatsQueryError("scene", "scene is at most 32 characters of 0-9 a-z A-Z _ - ('-' for no scene), "
+                                       "or channels:<视频号 nickname>")
     return days, account, scene
+
+
+def _is_channels_scene(scene: str) -> bool:
+    """A 视频号 entry's scene (kefu.wecom.models.EnterSessionEvent.entry_scene)."""
+    name = scene[len(CHANNELS_SCENE_PREFIX):] if scene.startswith(CHANNELS_SCENE_PREFIX) else ""
+    return 0 < len(name.encode()) <= 128 and name.isprintable()
 
 
 def report(store: StatsStore, days: list[str], account: str | None, scene: str | None, timezone: str) -> dict[str, Any]:

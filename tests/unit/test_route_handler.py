@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from kefu.config import ConfigError
 from kefu.routing.assigner import EngineSettings
 from kefu.routing.engine import RoutingEngine
 from kefu.routing.rules import parse_rules
@@ -52,3 +53,11 @@ def test_a_batch_is_routed_and_reports_only_the_failing_customer(route, caplog) 
     decisions = [r for r in caplog.records if r.getMessage() == "route decision"]
     assert [(d.external_userid, d.outcome) for d in decisions] == [("c3", "assigned")]
     assert not any("hello" in str(r.__dict__) for r in caplog.records)  # no message text in the logs
+
+
+def test_a_bad_message_in_the_rules_stops_the_route_function_at_start(monkeypatch, tmp_path) -> None:
+    rules = tmp_path / "routing.yaml"
+    rules.write_text('accounts:\n  "*":\n    queue_notice:\n      image: card.png\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_function("route", monkeypatch, KEFU_MESSAGES_TABLE="kefu-messages", KEFU_ROUTING_CONFIG=str(rules))
+    assert "line 3: accounts.*.queue_notice" in str(caught.value) and "takes only text, not image" in str(caught.value)

@@ -270,7 +270,7 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 
 
 def _lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
-    out[path] = node.start_mark.line + 1
+    out.setdefault(path, node.start_mark.line + 1)  # a key's own line, where the key is (not its value's)
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value
@@ -394,7 +394,8 @@ def _describe(exc: ValidationError, lines: dict[tuple[Any, ...], int], path: tup
     loc = tuple(err["loc"])
     full = (*path, *loc)
     name = ".".join(str(p) for p in full)
-    return f"{source} {_where(lines, full)}: {name}: {err['msg']}"
+    text = str(err["msg"]).removeprefix("Value error, ")
+    return f"{source} {_where(lines, full)}: {name}: {text}"
 
 
 def load_rules_file(path: str) -> Rules:

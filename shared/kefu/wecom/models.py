@@ -7,7 +7,7 @@ names, and new message/event types appear without notice. So:
 * ``parse_item`` is total: it never raises, keeps the original dict in ``item.raw`` and sets
   ``item.malformed`` when part of the item could not be understood.
 
-Only pydantic and the standard library are imported here (this module loads in every Lambda).
+Only pydantic, kefu.ids and the standard library are imported here (this module loads in every Lambda).
 """
 
 import builtins
@@ -26,6 +26,8 @@ from pydantic import (
     SkipValidation,
     ValidationError,
 )
+
+from kefu.ids import CHANNELS_SCENE_PREFIX
 
 __all__ = [
     "CallbackEvent",
@@ -416,9 +418,6 @@ class WechatChannels(KfModel):
     nickname: OptStr = None  # for scene 1-3
     shop_nickname: OptStr = None  # for scene 4-5
     scene: OptInt = None  # 1 homepage, 2 live product list, 3 showcase, 4 product, 5 order
-
-
-CHANNELS_SCENE_PREFIX = "channels:"
 
 
 class EnterSessionEvent(KfEvent):
