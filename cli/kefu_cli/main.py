@@ -13,6 +13,8 @@ from typing import Any
 from kefu_cli.target import STATE_ENV, CliError, Target, resolve_target
 
 HTTP_TIMEOUT = 15.0
+MESSAGES_LIMIT = 100  # items of one conversation
+CONVERSATIONS_LIMIT = 20  # conversations of an account
 COMMON_DEFAULTS: dict[str, Any] = {"local": False, "stack": None, "region": None, "profile": None, "json": False}
 
 EPILOG = f"""\
@@ -63,15 +65,30 @@ def build_parser() -> argparse.ArgumentParser:
                         "accounts this app may manage) and that the callback URL answers as Kefu. On 60020 "
                         "names the IP WeCom saw and what to do.")
 
-    messages = commands.add_parser("messages", parents=[common], help="a customer's conversation, readable",
-                                   description="A customer's stored conversation, oldest first, times in local "
-                                   "time, media as presigned S3 URLs. Without --account: the corp's one kf account, "
-                                   "or the one account this customer wrote to.")
-    messages.add_argument("external_userid", metavar="EXTERNAL_USERID")
+    messages = commands.add_parser("messages", parents=[common], help="a customer's conversation, or an account's "
+                                   "recent conversations",
+                                   description="With EXTERNAL_USERID: the customer's stored conversation, oldest "
+                                   "first, times in local time, media as presigned S3 URLs, Kefu's own sends with "
+                                   "the rule that sent them. Without --account: the corp's one kf account, or the "
+                                   "one account this customer wrote to. Without EXTERNAL_USERID (--account "
+                                   "required): the account's recent conversations, newest first.")
+    messages.add_argument("external_userid", metavar="EXTERNAL_USERID", nargs="?",
+                          help="the customer (omit it to list the account's recent conversations)")
     messages.add_argument("--account", metavar="OPEN_KFID", help="the kf account (open_kfid)")
-    messages.add_argument("--limit", type=positive, default=100, help="the latest N items (default 100)")
+    messages.add_argument("--limit", type=positive, help=f"the latest N items of a conversation (default "
+                          f"{MESSAGES_LIMIT}), or the N most recent conversations (default {CONVERSATIONS_LIMIT})")
     messages.add_argument("--expires", type=positive, default=3600, metavar="SECONDS",
                           help="lifetime of the media URLs (default 3600)")
+
+    customer = commands.add_parser("customer", parents=[common], help="a customer's profile, entries and sessions",
+                                   description="A customer's stored profile and, per kf account, their entries "
+                                   "(scene, scene_param, 视频号) and routing session. Give EXTERNAL_USERID or "
+                                   "--unionid (which may name several customers), not both.")
+    customer.add_argument("external_userid", metavar="EXTERNAL_USERID", nargs="?", help="the customer")
+    customer.add_argument("--unionid", metavar="UNIONID", help="the customers whose profile carries this unionid")
+    customer.add_argument("--account", metavar="OPEN_KFID",
+                          help="only this kf account (default: every account kf/account/list names)")
+    customer.add_argument("--limit", type=positive, default=20, help="the latest N entries per account (default 20)")
 
     stats = commands.add_parser("stats", parents=[common], help="the scene funnel and servicer figures (GET /stats)",
                                 description="GET /stats as tables. Days are the stack's (its statistics timezone): "
@@ -89,6 +106,19 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--queue", choices=["sync", "route", "all"], default="all")
     dlq.add_argument("--limit", type=positive, default=20, help="dead letters shown per queue (default 20)")
 
+    upgrade = commands.add_parser("upgrade", parents=[common], help="升级服务: the targets, an offer, a cancel",
+                                  description="config: the members, departments and customer groups the enterprise "
+                                  "set up for 升级服务 (get_upgrade_service_config). offer: offer the customer a member "
+                                  "or a group (a userid / chat_id, or auto: who served them, else the first in range); "
+                                  "recorded in the conversation and counted like the route function's offers. "
+                                  "cancel: withdraw the customer's offer.")
+    upgrade.add_argument("action", choices=["config", "offer", "cancel"])
+    upgrade.add_argument("external_userid", metavar="EXTERNAL_USERID", nargs="?", help="the customer (offer, cancel)")
+    upgrade.add_argument("--account", metavar="OPEN_KFID", help="the kf account (offer, cancel)")
+    upgrade.add_argument("--member", metavar="USERID", help="offer this member (or auto)")
+    upgrade.add_argument("--group", metavar="CHAT_ID", help="offer this customer group (or auto)")
+    upgrade.add_argument("--wording", default="", help="the invitation's wording")
+
     link = commands.add_parser("link", parents=[common], help="a scene-tagged contact link (GET /links)",
                                description="A contact URL tagged with SCENE (and --param); --qr writes its QR code.")
     link.add_argument("scene", metavar="SCENE")
@@ -100,10 +130,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     for name, value in COMMON_DEFAULTS.items():
         if not hasattr(args, name):
             setattr(args, name, value)
+    if args.command == "messages":
+        if args.external_userid is None and not args.account:
+            parser.error("messages: give EXTERNAL_USERID, or --account OPEN_KFID for the account's recent conversations")
+        if args.limit is None:
+            args.limit = MESSAGES_LIMIT if args.external_userid else CONVERSATIONS_LIMIT
+    if args.command == "customer" and (args.external_userid is None) == (args.unionid is None):
+        parser.error("customer: give EXTERNAL_USERID or --unionid UNIONID (exactly one)")
+    if args.command == "upgrade" and args.action != "config":
+        if not args.external_userid or not args.account:
+            parser.error(f"upgrade {args.action}: give EXTERNAL_USERID and --account OPEN_KFID")
+        if args.action == "offer" and (args.member is None) == (args.group is None):
+            parser.error("upgrade offer: give --member USERID|auto or --group CHAT_ID|auto (exactly one)")
     return args
 
 
@@ -126,6 +169,18 @@ def run(args: argparse.Namespace, target: Target) -> int:
         _print_json(report.as_json()) if args.json else print(preflight.render(report))
         return 0 if report.ok else 1
 
+    if args.command == "messages" and args.external_userid is None:
+        from kefu_cli import customer, messages
+
+        latest, more = messages.recent(target, args.account, args.limit)
+        nicknames = customer.nicknames(target, [str(i["external_userid"]) for i in latest])
+        lines = messages.conversation_rows(latest, nicknames)
+        if args.json:
+            _print_json({"open_kfid": args.account, "conversations": lines, "more": more})
+        else:
+            print(messages.render_conversations(args.account, lines, more))
+        return 0
+
     if args.command == "messages":
         from kefu_cli import messages
 
@@ -136,6 +191,13 @@ def run(args: argparse.Namespace, target: Target) -> int:
             _print_json({"open_kfid": open_kfid, "external_userid": args.external_userid, "items": lines, "more": more})
         else:
             print(messages.render(open_kfid, args.external_userid, lines, more))
+        return 0
+
+    if args.command == "customer":
+        from kefu_cli import customer
+
+        data = customer.run(target, args.external_userid, args.unionid, args.account, args.limit)
+        _print_json(data) if args.json else print(customer.render(data))
         return 0
 
     if args.command == "stats":
@@ -154,6 +216,20 @@ def run(args: argparse.Namespace, target: Target) -> int:
         reports, ok = dlq.run(target, names, args.redrive, args.limit)
         _print_json({"ok": ok, "queues": reports}) if args.json else print(dlq.render(reports))
         return 0 if ok else 1
+
+    if args.command == "upgrade":
+        from kefu_cli import upgrade
+
+        if args.action == "config":
+            config = upgrade.show_config(target)
+            _print_json(config) if args.json else print(upgrade.render_config(config))
+            return 0
+        if args.action == "offer":
+            result = upgrade.offer(target, args.account, args.external_userid, args.member, args.group, args.wording)
+        else:
+            result = upgrade.cancel(target, args.account, args.external_userid)
+        _print_json(result) if args.json else print(upgrade.render_result(result))
+        return 0 if result.get("outcome", "sent") == "sent" else 1
 
     if args.command == "link":
         from kefu_cli import link

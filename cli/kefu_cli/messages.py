@@ -1,9 +1,14 @@
-"""`kefu messages EXTERNAL_USERID`: a customer's stored conversation, oldest first, readable.
+"""`kefu messages EXTERNAL_USERID`: a customer's stored conversation, oldest first, readable;
+`kefu messages --account OPEN_KFID`: the account's recent conversations, newest first.
 
 The account: ``--account OPEN_KFID``; without it, the corp's kf accounts (kf/account/list) are
 looked up and, when there are several, the one conversation of this customer is found with one
 small query per account on the MessagesTable's ``conversation`` index (no scan). Media are shown
-as presigned S3 URLs of the stored objects.
+as presigned S3 URLs of the stored objects. Kefu's own sends (``sender: "kefu"``) show as Kefu's,
+with the rule that sent them; failed, pending and recalled messages say so.
+
+The recent conversations are read from the ``account`` index newest first, page by page, keeping
+the first (newest) item of each customer until ``limit`` customers are found.
 """
 
 from __future__ import annotations
@@ -15,13 +20,17 @@ from typing import Any
 
 from kefu.store.messages import MessageStore
 from kefu.wecom.models import Origin
-from kefu_cli.output import Progress, pad
+from kefu_cli.output import Progress, pad, table, width
 from kefu_cli.target import CliError, Target
 from kefu_cli.wecom import list_accounts
 
 PAGE = 200
 MEDIA_TYPES = ("image", "voice", "video", "file")
 CHANGE_TYPES = {1: "picked up from the waiting pool", 2: "transferred", 3: "ended", 4: "reopened"}
+KEFU = "kefu"  # the ``sender`` of Kefu's own sends
+SHORT = 60  # columns of a message summary in the list of conversations
+# Fields of Kefu's sends and of a message's fate that a row keeps as they are stored.
+KEPT = ("sender", "rule", "via", "cause", "send_state", "send_error", "fail_type", "recalled_at", "recalled_by")
 
 
 def _plain(value: Any) -> Any:
@@ -58,6 +67,25 @@ def find_account(target: Target, external_userid: str) -> str:
     raise CliError(f"{external_userid} wrote to {len(found)} accounts ({', '.join(found)}); give --account OPEN_KFID")
 
 
+def messages_table(target: Target) -> Any:
+    name = target.output("MessagesTableName")
+    return target.session().resource("dynamodb", endpoint_url=target.aws_endpoint or None).Table(name)
+
+
+def query_index(table: Any, index: str, key: str, value: str, limit: int, newest_first: bool,
+                start: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """One page of an index of the MessagesTable, items with plain numbers."""
+    from boto3.dynamodb.conditions import Key
+
+    args: dict[str, Any] = {"IndexName": index, "KeyConditionExpression": Key(key).eq(value),
+                            "ScanIndexForward": not newest_first, "Limit": limit}
+    if start:
+        args["ExclusiveStartKey"] = start
+    response = table.query(**args)
+    items = [{k: _plain(v) for k, v in i.items()} for i in response.get("Items", [])]
+    return items, response.get("LastEvaluatedKey")
+
+
 def fetch(target: Target, open_kfid: str, external_userid: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
     """The latest ``limit`` items of the conversation, oldest first, and whether older ones exist."""
     store = _store(target)
@@ -76,7 +104,81 @@ def fetch(target: Target, open_kfid: str, external_userid: str, limit: int) -> t
     return items, more
 
 
+def recent(target: Target, open_kfid: str, limit: int) -> tuple[list[dict[str, Any]], bool]:
+    """The newest item of each of the account's ``limit`` most recent conversations, newest first,
+    and whether older conversations may exist."""
+    table = messages_table(target)
+    latest: dict[str, dict[str, Any]] = {}
+    start: dict[str, Any] | None = None
+    read = 0
+    progress = Progress("reading the account's messages")
+    while True:
+        page, start = query_index(table, "account", "open_kfid", open_kfid, PAGE, True, start)
+        read += len(page)
+        progress.update(read)
+        more = keep_newest(page, latest, limit)
+        if more or not start:
+            break
+        if len(latest) == limit:
+            more = True  # pages left unread: older conversations may be among them
+            break
+    progress.done()
+    return list(latest.values()), more
+
+
+def keep_newest(page: list[dict[str, Any]], latest: dict[str, dict[str, Any]], limit: int) -> bool:
+    """Add to ``latest`` the first item (newest first) of each customer not in it yet, up to ``limit``
+    customers; True when the page holds a customer beyond them. Items of no customer (a servicer's
+    status change) are passed over."""
+    for item in page:
+        euid = item.get("external_userid")
+        if not euid or str(euid) in latest:
+            continue
+        if len(latest) >= limit:
+            return True
+        latest[str(euid)] = item
+    return False
+
+
+def conversation_rows(items: list[dict[str, Any]], nicknames: dict[str, str]) -> list[dict[str, Any]]:
+    """One row per conversation: the customer, their nickname and their conversation's newest item."""
+    return [{"external_userid": i.get("external_userid"), "nickname": nicknames.get(str(i.get("external_userid"))),
+             "send_time": i.get("send_time"), "time": local_time(i.get("send_time")), "who": who(i),
+             "msgid": i.get("msgid"), "msgtype": i.get("msgtype"), "text": summary(i), "marks": marks(i),
+             **{k: i.get(k) for k in KEPT}}
+            for i in items]
+
+
+def shorten(text: str, columns: int = SHORT) -> str:
+    """``text`` on one line, cut to ``columns`` terminal columns (with an ellipsis when cut)."""
+    line = " ".join(text.split())
+    if width(line) <= columns:
+        return line
+    kept = ""
+    for char in line:
+        if width(kept + char) > columns - 1:
+            break
+        kept += char
+    return kept + "…"
+
+
+def render_conversations(open_kfid: str, lines: list[dict[str, Any]], more: bool) -> str:
+    zone = datetime.now().astimezone().strftime("%Z %z")
+    head = f"Recent conversations of {open_kfid}: {len(lines)}, newest first, times in {zone}"
+    if more:
+        head += f" (older conversations may exist: raise --limit above {len(lines)})"
+    if not lines:
+        return head + "\n(no stored messages)"
+    body = table(["customer", "nickname", "last activity", "last", "message"],
+                 [[line["external_userid"], line["nickname"], line["time"], line["who"],
+                   _with_marks(shorten(line["text"]), line["marks"])]
+                  for line in lines])
+    return head + "\n" + body
+
+
 def who(item: dict[str, Any]) -> str:
+    if item.get("sender") == KEFU:
+        return f"Kefu ({item['rule']})" if item.get("rule") else "Kefu"
     origin = item.get("origin")
     if origin == Origin.CUSTOMER:
         return "customer"
@@ -112,6 +214,10 @@ def summary(item: dict[str, Any], media_url: str | None = None) -> str:
     if msgtype in MEDIA_TYPES:
         if media_url:
             return f"[{msgtype}] {media_url}"
+        if item.get("sender") == KEFU or item.get("media_key"):  # Kefu's upload; a stored object, no URL asked
+            return f"[{msgtype}]"
+        if item.get("media_state"):
+            return f"[{msgtype}] (media not stored: {item.get('media_error') or item['media_state']})"
         return f"[{msgtype}] (media not stored yet)" if body.get("media_id") else f"[{msgtype}]"
     if msgtype == "event":
         event = raw.get("event")
@@ -125,11 +231,12 @@ def summary(item: dict[str, Any], media_url: str | None = None) -> str:
         "channels_shop_order": ("order_id", "product_titles", "price_wording", "state"),
         "merged_msg": ("title",),
         "channels": ("nickname", "title"),
+        "ca_link": ("link_url",),
     }
     if msgtype == "msgmenu":
-        entries = [e.get(e.get("type", ""), {}) for e in body.get("list") or [] if isinstance(e, dict)]
-        labels = [str(e.get("content") or e.get("title") or "") for e in entries if isinstance(e, dict)]
-        return f"[menu] {body.get('head_content') or ''} {' | '.join(labels)}".rstrip()
+        return _menu(body)
+    if msgtype == "upgrade_service":
+        return _upgrade(body)
     if msgtype in fields:
         parts = [f"{k} {_quote(body[k]) if isinstance(body[k], str) else body[k]}"
                  for k in fields[msgtype] if body.get(k) not in (None, "")]
@@ -137,6 +244,63 @@ def summary(item: dict[str, Any], media_url: str | None = None) -> str:
             parts.append(f"{len(body.get('item') or [])} message(s)")
         return f"[{msgtype}] " + ", ".join(parts)
     return f"[{msgtype}]"
+
+
+def _menu(body: dict[str, Any]) -> str:
+    """A menu: its head, its items (a link's URL, a mini program's appid) and its tail."""
+    labels = []
+    for entry in body.get("list") or []:
+        if not isinstance(entry, dict):
+            continue
+        kind = str(entry.get("type") or "")
+        found = entry.get(kind)
+        line: dict[str, Any] = found if isinstance(found, dict) else {}
+        label = str(line.get("content") or line.get("title") or "")
+        if kind == "view" and line.get("url"):
+            label += f" <{line['url']}>"
+        elif kind == "miniprogram" and line.get("appid"):
+            label += f" <miniprogram {line['appid']}>"
+        labels.append(label)
+    parts = [str(body.get("head_content") or ""), " | ".join(labels), str(body.get("tail_content") or "")]
+    return "[menu] " + " / ".join(p for p in parts if p)
+
+
+def _upgrade(body: dict[str, Any]) -> str:
+    """An upgrade_service offer: to a servicer (member) or a group chat, with its wording."""
+    kind = body.get("type")
+    member, group = body.get("member"), body.get("groupchat")
+    if isinstance(member, dict) or kind == 1:
+        details = member if isinstance(member, dict) else {}
+        offer = f"offers servicer {details.get('userid') or '?'}"
+    elif isinstance(group, dict) or kind == 2:
+        details = group if isinstance(group, dict) else {}
+        offer = f"offers group chat {details.get('chat_id') or '?'}"
+    else:
+        details, offer = {}, f"type {kind}"
+    wording = f": {_quote(details['wording'])}" if details.get("wording") else ""
+    return f"[upgrade_service] {offer}{wording}"
+
+
+def marks(item: dict[str, Any]) -> list[str]:
+    """What became of a message: a send that failed (and why) or is pending, a recall."""
+    found = []
+    state = item.get("send_state")
+    fail_type = item.get("fail_type")
+    if state == "failed" or fail_type is not None:
+        why = [str(item["send_error"])] if item.get("send_error") else []
+        if fail_type is not None and not (isinstance(fail_type, int) and fail_type < 0):  # -1: WeCom named none
+            why.append(f"fail_type {fail_type}")
+        found.append("[send failed" + (f": {', '.join(why)}]" if why else "]"))
+    elif state == "pending":
+        found.append("[send pending]")
+    if item.get("recalled_at") is not None or item.get("recalled_by"):
+        by = item.get("recalled_by")
+        found.append(f"[recalled by {by}]" if by else "[recalled]")
+    return found
+
+
+def _with_marks(text: str, found: list[str]) -> str:
+    return "  ".join([text, *found]) if found else text
 
 
 def _event(event: dict[str, Any]) -> str:
@@ -188,7 +352,8 @@ def media_urls(target: Target, items: list[dict[str, Any]], expires: int) -> dic
 def rows(items: list[dict[str, Any]], urls: dict[str, str]) -> list[dict[str, Any]]:
     return [{"msgid": i.get("msgid"), "send_time": i.get("send_time"), "time": local_time(i.get("send_time")),
              "who": who(i), "origin": i.get("origin"), "msgtype": i.get("msgtype"),
-             "text": summary(i, urls.get(str(i.get("msgid")))), "media_url": urls.get(str(i.get("msgid")))}
+             "text": summary(i, urls.get(str(i.get("msgid")))), "media_url": urls.get(str(i.get("msgid"))),
+             "marks": marks(i), **{k: i.get(k) for k in KEPT}}
             for i in items]
 
 
@@ -199,5 +364,6 @@ def render(open_kfid: str, external_userid: str, lines: list[dict[str, Any]], mo
         head += f" (older items exist: raise --limit above {len(lines)})"
     if not lines:
         return head + "\n(no stored messages)"
-    who_width = max(len(line["who"]) for line in lines)
-    return "\n".join([head, *(f"{line['time']}  {pad(line['who'], who_width)}  {line['text']}" for line in lines)])
+    who_width = max(width(line["who"]) for line in lines)
+    return "\n".join([head, *(f"{line['time']}  {pad(line['who'], who_width)}  "
+                              f"{_with_marks(line['text'], line.get('marks') or [])}" for line in lines)])

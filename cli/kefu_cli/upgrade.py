@@ -115,3 +115,11 @@ def render_config(config: dict[str, Any]) -> str:
                       f"  members:     {listed(config['members'])}",
                       f"  departments: {listed(config['departments'])}",
                       f"  groups:      {listed(config['groups'])}"])
+
+
+def render_result(result: dict[str, Any]) -> str:
+    who = f"{result['external_userid']} ({result['open_kfid']})"
+    if result.get("cancelled"):
+        return f"升级服务 offer to {who} cancelled"
+    detail = f": {result['detail']}" if result.get("detail") else ""
+    return f"升级服务 offer to {who}: {result['outcome']}{detail}"

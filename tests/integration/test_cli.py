@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import boto3
 import httpx
 import pytest
 
-from tests.support.stack import wait_for
+from kefu_cli.messages import local_time
+from tests.support.stack import StackProcess, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -155,6 +159,118 @@ def test_messages_shows_a_conversation_with_media_links(stack, simulator, client
 def test_messages_of_an_unknown_customer(stack) -> None:
     done = kefu("messages", "wmNOBODY")
     assert done.returncode == 0 and "(no stored messages)" in done.stdout, explain(done)
+
+
+def put_items(aws: boto3.Session, aws_endpoint: str, table: str, items: list[dict[str, Any]]) -> None:
+    """Write items straight into one of the stack's tables (as Kefu and the sync store them)."""
+    with aws.resource("dynamodb", endpoint_url=aws_endpoint).Table(table).batch_writer() as batch:
+        for item in items:
+            batch.put_item(Item=item)
+
+
+def message(euid: str | None, at: int, raw: dict[str, Any], account: str = ACCOUNT, **extra: Any) -> dict[str, Any]:
+    """A MessagesTable item: WeCom's (with ``origin``) or one of Kefu's sends (``sender`` "kefu")."""
+    item = {"msgid": f"m-{uuid.uuid4().hex}", "ts": f"{at:010d}#{time.time_ns():020d}", "send_time": at,
+            "stored_at": at, "msgtype": raw["msgtype"], "raw": json.dumps(raw, ensure_ascii=False),
+            "open_kfid": account, **extra}
+    if euid:
+        item.update(external_userid=euid, conv=f"{account}#{euid}")
+    return item
+
+
+def kefu_sent(euid: str, at: int, raw: dict[str, Any], rule: str, state: str = "sent", **extra: Any) -> dict[str, Any]:
+    return message(euid, at, raw, **{"sender": "kefu", "rule": rule, "cause": "m-cause", "via": "send_msg",
+                                     "send_state": state, **extra})
+
+
+def test_messages_shows_kefus_sends_failures_and_recalls(stack: StackProcess, aws: boto3.Session,
+                                                         aws_endpoint: str) -> None:
+    euid, at = f"wmKEFU{uuid.uuid4().hex[:8]}", int(time.time()) - 600
+    put_items(aws, aws_endpoint, stack.resources["MessagesTable"], [
+        message(euid, at, {"msgtype": "text", "text": {"content": "多少钱"}}, origin=3, recalled_at=at + 5,
+                recalled_by="customer"),
+        kefu_sent(euid, at + 1, {"msgtype": "msgmenu", "msgmenu": {"head_content": "您好", "list": [
+            {"type": "click", "click": {"id": "price", "content": "价格"}},
+            {"type": "view", "view": {"url": "https://e.com/faq", "content": "常见问题"}}]}}, "welcome",
+                  via="send_msg_on_event"),
+        kefu_sent(euid, at + 2, {"msgtype": "text", "text": {"content": "100元"}}, "bot keyword '价格'", "failed",
+                  send_error="errcode 95018"),
+        kefu_sent(euid, at + 3, {"msgtype": "link", "link": {"title": "春季上新", "url": "https://e.com/s",
+                                                             "thumb_media_id": "2m"}}, "menu 'news'"),
+        kefu_sent(euid, at + 4, {"msgtype": "upgrade_service", "upgrade_service": {
+            "type": 1, "member": {"userid": "alice", "wording": "专属顾问"}}}, "menu 'vip'", "pending",
+                  via="upgrade_service"),
+        message(euid, at + 6, {"msgtype": "text", "text": {"content": "稍等"}, "servicer_userid": "bob"}, origin=5,
+                servicer_userid="bob", send_state="failed", fail_type=4),
+        message(euid, at + 7, {"msgtype": "text", "text": {"content": "发错了"}}, origin=5, servicer_userid="bob",
+                recalled_at=at + 8, recalled_by="bob"),
+    ])
+
+    done = kefu("messages", euid, "--account", ACCOUNT)
+    assert done.returncode == 0, explain(done)
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"Conversation of {euid} with {ACCOUNT}: 7 item(s)")
+    assert [re.split(r"  +", line)[1:] for line in lines[1:]] == [
+        ["customer", "多少钱", "[recalled by customer]"],
+        ["Kefu (welcome)", "[menu] 您好 / 价格 | 常见问题 <https://e.com/faq>"],
+        ["Kefu (bot keyword '价格')", "100元", "[send failed: errcode 95018]"],
+        ["Kefu (menu 'news')", '[link] title "春季上新", url "https://e.com/s"'],
+        ["Kefu (menu 'vip')", '[upgrade_service] offers servicer alice: "专属顾问"', "[send pending]"],
+        ["servicer bob", "稍等", "[send failed: fail_type 4]"],
+        ["servicer bob", "发错了", "[recalled by bob]"],
+    ], explain(done)
+
+    rows = json.loads(kefu("messages", euid, "--account", ACCOUNT, "--json").stdout)["items"]
+    assert [(r["sender"], r["rule"], r["send_state"]) for r in rows[:3]] == [
+        (None, None, None), ("kefu", "welcome", "sent"), ("kefu", "bot keyword '价格'", "failed")]
+    assert rows[0]["recalled_at"] == at + 5 and rows[0]["recalled_by"] == "customer"
+    assert rows[2]["send_error"] == "errcode 95018" and rows[1]["via"] == "send_msg_on_event"
+    assert rows[4]["msgtype"] == "upgrade_service" and rows[5]["fail_type"] == 4
+
+
+def test_messages_lists_an_accounts_recent_conversations(stack: StackProcess, aws: boto3.Session,
+                                                         aws_endpoint: str) -> None:
+    account = f"wkRECENT{uuid.uuid4().hex[:8]}"  # an account of its own: only these items in its index
+    at = int(time.time()) - 3600
+    put_items(aws, aws_endpoint, stack.resources["MessagesTable"], [
+        message("wmOLD", at, {"msgtype": "text", "text": {"content": "在吗"}}, account, origin=3),
+        message("wmA", at + 10, {"msgtype": "text", "text": {"content": "我想问一下价格"}}, account, origin=3),
+        message("wmB", at + 20, {"msgtype": "image", "image": {"media_id": "3x"}}, account, origin=3),
+        message("wmA", at + 30, {"msgtype": "text", "text": {"content": "好的"}}, account, origin=5,
+                servicer_userid="alice"),
+        message(None, at + 40, {"msgtype": "event", "event": {"event_type": "servicer_status_change",
+                                                               "servicer_userid": "alice", "status": 2}},
+                account, origin=4),
+        message("wmC", at + 50, {"msgtype": "text", "text": {"content": "欢迎光临"}}, account, sender="kefu",
+                rule="welcome", send_state="failed", send_error="errcode 95018"),
+    ])
+    put_items(aws, aws_endpoint, stack.resources["StateTable"], [
+        {"pk": "customer#wmA", "sk": "profile", "external_userid": "wmA", "nickname": "小王", "updated_at": at},
+        {"pk": "customer#wmC", "sk": "profile", "external_userid": "wmC", "nickname": "Chen", "updated_at": at}])
+
+    done = kefu("messages", "--account", account)
+    assert done.returncode == 0, explain(done)
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"Recent conversations of {account}: 4, newest first")
+    assert "older conversations may exist" not in lines[0]
+    rows = [re.split(r"  +", line) for line in lines[3:]]
+    assert [r[0] for r in rows] == ["wmC", "wmA", "wmB", "wmOLD"], explain(done)
+    assert rows[0][1:] == ["Chen", local_time(at + 50), "Kefu (welcome)", "欢迎光临", "[send failed: errcode 95018]"]
+    assert rows[1][1:] == ["小王", local_time(at + 30), "servicer alice", "好的"]
+    assert rows[2][1] == "-" and rows[2][3:] == ["customer", "[image] (media not stored yet)"]
+
+    two = kefu("messages", "--account", account, "--limit", "2")
+    assert two.returncode == 0 and "older conversations may exist: raise --limit above 2" in two.stdout
+    listed = json.loads(kefu("messages", "--account", account, "--json").stdout)
+    assert listed["open_kfid"] == account and listed["more"] is False
+    assert [(c["external_userid"], c["nickname"], c["sender"], c["send_state"]) for c in listed["conversations"]] == [
+        ("wmC", "Chen", "kefu", "failed"), ("wmA", "小王", None, None), ("wmB", None, None, None),
+        ("wmOLD", None, None, None)]
+
+    empty = kefu("messages", "--account", "wkNOTHING")
+    assert empty.returncode == 0 and "(no stored messages)" in empty.stdout
+    usage = kefu("messages")
+    assert usage.returncode == 2 and "give EXTERNAL_USERID, or --account OPEN_KFID" in usage.stderr
 
 
 # -- dead letters ------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ counted per scene (tests/integration/conversation_rules.yaml)."""
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -14,12 +15,14 @@ import httpx
 import pytest
 
 from kefu.stats import day_of
+from tests.integration.test_cli import kefu_with
 from tests.support.stack import wait_for
 
 pytestmark = pytest.mark.integration
 
 RULES = Path(__file__).resolve().with_name("conversation_rules.yaml")
-STACK_ENV = {"KEFU_ROUTING_CONFIG": str(RULES)}
+STATE_FILE = Path(tempfile.mkdtemp(prefix="kefu-conversation-")) / "local-stack.json"
+STACK_ENV = {"KEFU_ROUTING_CONFIG": str(RULES), "KEFU_STATE_FILE": str(STATE_FILE)}
 MINIPROGRAM = "wx0123456789abcdef"
 # An MP4 as far as WeCom's checks go: an ftyp box first (the simulator reads the box type).
 MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(64)
@@ -108,13 +111,51 @@ def test_a_customer_walks_a_menu_to_an_advisor_and_a_human_and_the_record_shows_
         return items if len(items) >= 9 else []
 
     items = wait_for(record, message="the whole conversation stored")
-    kefu = ["kefu" if i.get("sender") == "kefu" else f"origin {i.get('origin')}" for i in items]
-    shown = [(who, i["msgtype"]) for who, i in zip(kefu, items)]
+    sides = ["kefu" if i.get("sender") == "kefu" else f"origin {i.get('origin')}" for i in items]
+    shown = [(who, i["msgtype"]) for who, i in zip(sides, items, strict=True)]
     assert shown == [("origin 4", "event"), ("origin 3", "text"), ("kefu", "msgmenu"), ("origin 3", "text"),
                      ("kefu", "msgmenu"), ("origin 3", "text"), ("kefu", "text"), ("kefu", "upgrade_service"),
                      ("origin 3", "text")]
     assert [i["rule"] for i in items if i.get("sender") == "kefu"] == [
         "bot keyword 'menu'", "menu 'more'", "menu 'advisor'", "menu 'advisor'"]
+    # The operator reads it back: both sides in order, Kefu's marked with the rule that sent them.
+    done = kefu("messages", euid, "--account", k, "--json")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)["items"]
+    assert [r.get("sender") or r.get("origin") for r in rows] == [4, 3, "kefu", 3, "kefu", 3, "kefu", "kefu", 3]
+    text = kefu("messages", euid, "--account", k).stdout
+    lines = [line for line in text.splitlines() if "Kefu (" in line]
+    assert [line.split("Kefu (", 1)[1].split(")", 1)[0] for line in lines] == [
+        "bot keyword 'menu'", "menu 'more'", "menu 'advisor'", "menu 'advisor'"], text
+    assert "level-2" in text and "advisor-coming" in text and "alice" in lines[-1], text
+
+
+def kefu(*args: str) -> Any:
+    return kefu_with({"KEFU_STATE_FILE": str(STATE_FILE)}, *args)
+
+
+def test_the_operator_offers_and_cancels_an_upgrade_and_it_is_recorded_and_counted(world, simulator, clients) -> None:
+    k = kfid("kinds")
+    euid, _ = simulator.customer_enter(k, scene="poster", welcome=False)
+    simulator.customer_says(k, euid, "hello")
+    wait_for(lambda: any(i.get("origin") == 3 for i in conversation(clients, world, k, euid)), message="stored")
+    config = kefu("upgrade", "config", "--json")
+    assert json.loads(config.stdout) == {"members": ["alice", "bob"], "departments": [], "groups": ["wrchat0001"]}
+    done = kefu("upgrade", "offer", euid, "--account", k, "--group", "auto", "--wording", "join the club")
+    assert done.returncode == 0 and "sent" in done.stdout, done.stdout + done.stderr
+    (offer,) = simulator.upgrade_offers(k, euid)
+    assert (offer["type"], offer["target"], offer["wording"], offer["cancelled"]) == (2, "wrchat0001", "join the club",
+                                                                                      False)
+    recorded = [i for i in conversation(clients, world, k, euid) if i.get("via") == "upgrade_service"]
+    assert len(recorded) == 1 and recorded[0]["rule"] == "operator (kefu upgrade offer)"
+    outside = kefu("upgrade", "offer", euid, "--account", k, "--member", "mallory")
+    assert outside.returncode == 1 and "not in the enterprise's 升级服务 range" in outside.stdout, outside.stdout
+    assert kefu("upgrade", "cancel", euid, "--account", k).returncode == 0
+    assert simulator.upgrade_offers(k, euid)[0]["cancelled"] is True
+    http = httpx.Client(base_url=world.url, timeout=10)
+    day = day_of(time.time(), "Asia/Shanghai")
+    rows = http.get("/stats", params={"from": day, "to": day, "account": k, "scene": "poster"}).json()["funnel"]
+    assert rows[0]["upgrades_offered"] == 1
 
 
 def test_a_channels_entry_is_its_own_scene_and_an_entry_offer_is_counted_there(world, simulator) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -59,6 +60,30 @@ def test_command_arguments() -> None:
     assert parse_args(["dlq"]).queue == "all" and parse_args(["dlq"]).redrive is False
 
 
+def test_messages_limit_defaults_by_mode_and_customer_takes_one_of_two() -> None:
+    listed = parse_args(["messages", "--account", "wkA"])
+    assert (listed.external_userid, listed.account, listed.limit) == (None, "wkA", 20)
+    assert parse_args(["messages", "wmB", "--account", "wkA"]).limit == 100
+    assert parse_args(["messages", "--account", "wkA", "--limit", "7"]).limit == 7
+    args = parse_args(["customer", "wmB", "--account", "wkA"])
+    assert (args.command, args.external_userid, args.unionid, args.account, args.limit) == (
+        "customer", "wmB", None, "wkA", 20)
+    args = parse_args(["customer", "--unionid", "oU1", "--limit", "3", "--json"])
+    assert (args.external_userid, args.unionid, args.limit, args.json) == (None, "oU1", 3, True)
+
+
+def test_usage_errors_say_what_to_give(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(["messages", "--limit", "5"])
+    assert exit_.value.code == 2
+    assert "give EXTERNAL_USERID, or --account OPEN_KFID" in capsys.readouterr().err
+    for argv in (["customer"], ["customer", "wmB", "--unionid", "oU1"]):
+        with pytest.raises(SystemExit) as exit_:
+            parse_args(argv)
+        assert exit_.value.code == 2
+        assert "give EXTERNAL_USERID or --unionid UNIONID (exactly one)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv", [
     [],
     ["stats", "--from", "2026-1-1"],
@@ -66,6 +91,10 @@ def test_command_arguments() -> None:
     ["stats", "--from", "2026-02-30"],
     ["messages"],
     ["messages", "wm", "--limit", "0"],
+    ["messages", "--json"],
+    ["customer"],
+    ["customer", "wm", "--unionid", "oU"],
+    ["customer", "wm", "--limit", "0"],
     ["dlq", "--queue", "callback"],
     ["link"],
     ["link", "home", "--size", "big"],
@@ -89,7 +118,7 @@ def test_python_dash_m_runs_the_cli() -> None:
     done = subprocess.run([sys.executable, "-m", "kefu_cli", "--help"], env=env, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0
-    assert all(command in done.stdout for command in ("preflight", "messages", "stats", "dlq", "link"))
+    assert all(command in done.stdout for command in ("preflight", "messages", "customer", "stats", "dlq", "link"))
 
 
 # -- target discovery ------------------------------------------------------------------------
@@ -347,7 +376,7 @@ def test_who_wrote_each_item() -> None:
     ({"msgtype": "merged_msg", "merged_msg": {"title": "记录", "item": [{}, {}]}}, '[merged_msg] title "记录", 2 message(s)'),
     ({"msgtype": "msgmenu", "msgmenu": {"head_content": "Pick", "list": [{"type": "click", "click": {"content": "A"}},
                                                                           {"type": "view", "view": {"content": "B"}}]}},
-     "[menu] Pick A | B"),
+     "[menu] Pick / A | B"),
     ({"msgtype": "meeting", "meeting": {}}, "[meeting]"),
     ({"msgtype": "event", "event": {"event_type": "enter_session", "scene": "spring_sale", "scene_param": "city=上海"}},
      'enter_session: scene "spring_sale", scene_param "city=上海"'),
@@ -382,6 +411,145 @@ def test_conversation_rendering_is_aligned_and_in_local_time() -> None:
     assert lines[3].endswith("servicer alice  hello")
     assert lines[1].startswith(messages.local_time(1767225600))
     assert "(no stored messages)" in messages.render("wkA", "wmB", [], more=False)
+
+
+def kefu_send(raw: dict[str, Any], rule: str | None = "welcome", **extra: Any) -> dict[str, Any]:
+    """One of Kefu's own sends as stored: no origin, ``sender: "kefu"``, the message as sent."""
+    item = {"msgid": "k1", "sender": "kefu", "msgtype": raw.get("msgtype"), "send_time": 1767225600,
+            "raw": json.dumps(raw, ensure_ascii=False), "via": "send_msg", "send_state": "sent", **extra}
+    if rule:
+        item["rule"] = rule
+    return item
+
+
+def test_kefu_sends_show_as_kefus_with_their_rule() -> None:
+    text = {"msgtype": "text", "text": {"content": "欢迎光临"}}
+    assert messages.who(kefu_send(text)) == "Kefu (welcome)"
+    assert messages.who(kefu_send(text, rule="bot keyword '价格'")) == "Kefu (bot keyword '价格')"
+    assert messages.who(kefu_send(text, rule=None)) == "Kefu"
+    assert messages.summary(kefu_send(text)) == "欢迎光临"
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ({"msgtype": "msgmenu", "msgmenu": {"head_content": "您对本次服务是否满意？", "tail_content": "欢迎再次光临", "list": [
+        {"type": "click", "click": {"id": "101", "content": "满意"}},
+        {"type": "view", "view": {"url": "https://e.com/faq", "content": "常见问题"}},
+        {"type": "miniprogram", "miniprogram": {"appid": "wx123", "pagepath": "pages/i", "content": "下单"}},
+        {"type": "text", "text": {"content": "或直接回复", "no_newline": 0}}]}},
+     "[menu] 您对本次服务是否满意？ / 满意 | 常见问题 <https://e.com/faq> | 下单 <miniprogram wx123> | 或直接回复 / 欢迎再次光临"),
+    ({"msgtype": "msgmenu", "msgmenu": {"list": [{"type": "click", "click": {"id": "1", "content": "A"}}]}}, "[menu] A"),
+    ({"msgtype": "link", "link": {"title": "春季上新", "desc": "d", "url": "https://e.com/s", "thumb_media_id": "m"}},
+     '[link] title "春季上新", url "https://e.com/s"'),
+    ({"msgtype": "miniprogram", "miniprogram": {"appid": "wx1", "title": "商城", "pagepath": "p/i", "thumb_media_id": "m"}},
+     '[miniprogram] title "商城", appid "wx1", pagepath "p/i"'),
+    ({"msgtype": "image", "image": {"media_id": "2abc"}}, "[image]"),
+    ({"msgtype": "video", "video": {"media_id": "2abc"}}, "[video]"),
+    ({"msgtype": "file", "file": {"media_id": "2abc"}}, "[file]"),
+    ({"msgtype": "business_card", "business_card": {"userid": "alice"}}, '[business_card] userid "alice"'),
+    ({"msgtype": "ca_link", "ca_link": {"link_url": "https://work.weixin.qq.com/ca/cawcde"}},
+     '[ca_link] link_url "https://work.weixin.qq.com/ca/cawcde"'),
+    ({"msgtype": "upgrade_service", "upgrade_service": {"type": 1, "member": {"userid": "alice", "wording": "专属顾问"}}},
+     '[upgrade_service] offers servicer alice: "专属顾问"'),
+    ({"msgtype": "upgrade_service", "upgrade_service": {"type": 2, "groupchat": {"chat_id": "wrC1", "wording": "进群"}}},
+     '[upgrade_service] offers group chat wrC1: "进群"'),
+    ({"msgtype": "upgrade_service", "upgrade_service": {"type": 1, "member": {"userid": "bob"}}},
+     "[upgrade_service] offers servicer bob"),
+])
+def test_summaries_of_kefus_sends(raw: dict[str, Any], expected: str) -> None:
+    assert messages.summary(kefu_send(raw)) == expected
+
+
+def test_a_stored_or_lost_media_item_without_a_url() -> None:
+    stored = record(3, {"msgtype": "image", "image": {"media_id": "3x"}}, media_key="media/wk/wm/m1")
+    assert messages.summary(stored) == "[image]"  # stored; no URL asked for (the list of conversations)
+    lost = record(3, {"msgtype": "file", "file": {"media_id": "3x"}}, media_state="failed", media_error="errcode 40007")
+    assert messages.summary(lost) == "[file] (media not stored: errcode 40007)"
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    ({"send_state": "sent"}, []),
+    ({"send_state": "failed", "send_error": "errcode 95018"}, ["[send failed: errcode 95018]"]),
+    ({"send_state": "failed"}, ["[send failed]"]),
+    ({"send_state": "failed", "fail_type": 4}, ["[send failed: fail_type 4]"]),
+    ({"send_state": "failed", "fail_type": -1}, ["[send failed]"]),  # WeCom named no fail_type
+    ({"send_state": "pending"}, ["[send pending]"]),
+    ({"recalled_at": 1767225700, "recalled_by": "customer"}, ["[recalled by customer]"]),
+    ({"recalled_at": 1767225700, "recalled_by": "alice"}, ["[recalled by alice]"]),
+    ({"recalled_at": 1767225700}, ["[recalled]"]),
+    ({"send_state": "failed", "send_error": "errcode 95018", "recalled_at": 1, "recalled_by": "bob"},
+     ["[send failed: errcode 95018]", "[recalled by bob]"]),
+])
+def test_what_became_of_a_message(extra: dict[str, Any], expected: list[str]) -> None:
+    assert messages.marks({"msgid": "m", **extra}) == expected
+
+
+def test_rows_keep_kefus_fields_and_the_rendering_marks_failures_and_recalls() -> None:
+    items = [record(3, {"msgtype": "text", "text": {"content": "价格"}}, msgid="a", recalled_at=1767225605,
+                    recalled_by="customer"),
+             kefu_send({"msgtype": "text", "text": {"content": "100元"}}, rule="bot keyword '价格'", msgid="b",
+                       cause="a", send_state="failed", send_error="errcode 95018"),
+             kefu_send({"msgtype": "text", "text": {"content": "稍等"}}, rule="menu 'order'", msgid="c",
+                       send_state="pending")]
+    lines = messages.rows(items, {})
+    assert lines[1]["sender"] == "kefu" and lines[1]["rule"] == "bot keyword '价格'"
+    assert (lines[1]["send_state"], lines[1]["send_error"], lines[1]["cause"], lines[1]["via"]) == (
+        "failed", "errcode 95018", "a", "send_msg")
+    assert lines[0]["recalled_at"] == 1767225605 and lines[0]["sender"] is None and lines[0]["text"] == "价格"
+    json.dumps(lines)  # plain JSON
+    text = messages.render("wkA", "wmB", lines, more=False).splitlines()
+    assert [re.split(r"  +", line)[1:] for line in text[1:]] == [
+        ["customer", "价格", "[recalled by customer]"],
+        ["Kefu (bot keyword '价格')", "100元", "[send failed: errcode 95018]"],
+        ["Kefu (menu 'order')", "稍等", "[send pending]"]]
+    assert len({width(line.rsplit("  ", 2)[0]) for line in text[1:]}) == 1  # the text column is aligned
+
+
+def account_item(euid: str | None, send_time: int, text: str = "hi", **extra: Any) -> dict[str, Any]:
+    item = record(3, {"msgtype": "text", "text": {"content": text}}, msgid=f"{euid}-{send_time}", send_time=send_time,
+                  open_kfid="wkA", **extra)
+    if euid:
+        item["external_userid"] = euid
+    return item
+
+
+def test_the_newest_item_of_each_customer_up_to_the_limit() -> None:
+    newest_first = [account_item("wm1", 10), account_item(None, 9, msgtype="event"), account_item("wm2", 8),
+                    account_item("wm1", 7), account_item("wm3", 6), account_item("wm2", 5), account_item("wm4", 4)]
+    latest: dict[str, dict[str, Any]] = {}
+    assert messages.keep_newest(newest_first[:4], latest, 3) is False
+    assert [i["msgid"] for i in latest.values()] == ["wm1-10", "wm2-8"]
+    assert messages.keep_newest(newest_first[4:], latest, 3) is True  # wm4 is beyond the limit
+    assert [i["msgid"] for i in latest.values()] == ["wm1-10", "wm2-8", "wm3-6"]
+    assert messages.keep_newest(newest_first, {}, 10) is False
+
+
+def test_conversation_rows_and_their_table() -> None:
+    items = [account_item("wmA", 1767225660, "好的，谢谢" * 20),
+             kefu_send({"msgtype": "text", "text": {"content": "欢迎"}}, msgid="k", external_userid="wmB",
+                       send_state="failed", send_error="errcode 95018"),
+             record(5, {"msgtype": "image", "image": {"media_id": "x"}}, external_userid="wmC", servicer_userid="al",
+                    media_key="media/k")]
+    lines = messages.conversation_rows(items, {"wmA": "小王", "wmC": "Chen"})
+    assert [(r["external_userid"], r["nickname"], r["who"]) for r in lines] == [
+        ("wmA", "小王", "customer"), ("wmB", None, "Kefu (welcome)"), ("wmC", "Chen", "servicer al")]
+    assert lines[1]["marks"] == ["[send failed: errcode 95018]"] and lines[1]["send_state"] == "failed"
+    assert lines[0]["time"] == messages.local_time(1767225660)
+    text = messages.render_conversations("wkA", lines, more=True).splitlines()
+    assert text[0].startswith("Recent conversations of wkA: 3, newest first") and "raise --limit above 3" in text[0]
+    assert re.split(r"  +", text[1]) == ["customer", "nickname", "last activity", "last", "message"]
+    first = re.split(r"  +", text[3])
+    assert first[:4] == ["wmA", "小王", messages.local_time(1767225660), "customer"]
+    assert first[4].endswith("…") and 58 <= width(first[4]) <= 60  # a wide character does not straddle the edge
+    assert re.split(r"  +", text[4])[1:] == ["-", messages.local_time(1767225600), "Kefu (welcome)", "欢迎",
+                                             "[send failed: errcode 95018]"]
+    assert re.split(r"  +", text[5])[3:] == ["servicer al", "[image]"]
+    assert "(no stored messages)" in messages.render_conversations("wkA", [], more=False)
+
+
+def test_shorten_cuts_by_columns_and_keeps_one_line() -> None:
+    assert messages.shorten("a\nb  c") == "a b c"
+    assert messages.shorten("你好" * 40, 10) == "你好你好…"
+    assert width(messages.shorten("x" * 100, 20)) == 20
 
 
 class FakeMessagesTarget:
