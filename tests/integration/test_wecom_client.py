@@ -110,7 +110,8 @@ def test_a_send_with_an_unclear_answer_is_not_repeated(settings, simulator) -> N
     assert len(simulator.calls_to("kf/send_msg")) - before == 1
 
 
-def test_a_send_whose_answer_was_lost_is_settled_as_sent_by_errcode_alone(settings, simulator, aws, aws_endpoint) -> None:
+def test_a_send_whose_answer_was_lost_is_settled_as_sent_by_errcode_alone(settings, stack, simulator, aws,
+                                                                          aws_endpoint) -> None:
     """The simulator sends it but the answer never arrives; the record's retry is refused as a
     used msgid - errcode USED_MSGID, with an errmsg that does not say "duplicate" - and Kefu's
     ledger (the session item, in DynamoDB) holds the first attempt: sent, on one unit."""
@@ -118,7 +119,9 @@ def test_a_send_whose_answer_was_lost_is_settled_as_sent_by_errcode_alone(settin
 
     from kefu.routing import decide
     from kefu.routing.outcome import Outcome
-    from kefu.routing.sending import REPEATED_ATTEMPT, Sender
+    from kefu.routing import outbound
+    from kefu.routing.sending import REPEATED_ATTEMPT, Said, Sender
+    from kefu.store.messages import MessageStore
     from kefu.store.routing_state import LoadStore, PoolStore, RosterStore, RoutingState, SessionStore
     from kefu.wecom.errors import USED_MSGID
 
@@ -133,24 +136,30 @@ def test_a_send_whose_answer_was_lost_is_settled_as_sent_by_errcode_alone(settin
     refused: list[WeComError] = []
     client = WeComClient(simulator.base_url, token_source=lambda: _token(simulator), http=httpx.Client(timeout=0.3),
                          backoff=0.01, on_error=refused.append)
-    sender = Sender(client, state, time.time)
+    messages_name = stack.resources["MessagesTable"]
+    transcript = MessageStore(messages_name, aws.resource("dynamodb", endpoint_url=aws_endpoint).Table(messages_name))
+    sender = Sender(client, state, time.time, transcript)
     msgid = decide.send_id("m-lost", "bot")
+    said = Said(open_kfid, euid, "bot keyword", "m-lost")
     simulator.inject_fault("kf/send_msg", delay=1.0)  # answered after the client gave up waiting
     with pytest.raises(WeComError) as info:
-        sender.text(open_kfid, euid, "m-lost", "bot", "好")
+        sender.send(said, "bot", outbound.text("好"))
     assert info.value.errcode is None
     deadline = time.time() + 10
     while not simulator.sent_messages(open_kfid, euid) and time.time() < deadline:
         time.sleep(0.05)
     assert [s["msgid"] for s in simulator.sent_messages(open_kfid, euid)] == [msgid]
 
-    result = sender.text(open_kfid, euid, "m-lost", "bot", "好")  # the queue's retry
+    messages = aws.resource("dynamodb", endpoint_url=aws_endpoint).Table(messages_name)
+    assert messages.get_item(Key={"msgid": msgid})["Item"]["send_state"] == "pending"  # written before the call
+    result = sender.send(said, "bot", outbound.text("好"))  # the queue's retry
     assert result.outcome == Outcome.SENT
     assert refused[-1].errcode == USED_MSGID and "duplicate" not in refused[-1].errmsg.lower()
     assert [s["msgid"] for s in simulator.sent_messages(open_kfid, euid)] == [msgid]
     item = table.get_item(Key={"pk": f"rsession#{open_kfid}#{euid}", "sk": "s"}, ConsistentRead=True)["Item"]
     assert item["sends"] == 1 and item["send_ids"] == {msgid}
     assert state.sessions.take_send(open_kfid, euid, time.time(), msgid) == REPEATED_ATTEMPT
+    assert messages.get_item(Key={"msgid": msgid})["Item"]["send_state"] == "sent"
 
 
 def test_untrusted_ip_is_reported_not_retried(settings, simulator) -> None:
