@@ -28,6 +28,20 @@ Choices made where WeCom documents nothing (kept in one place so clients can rel
   with ``end_session_silently`` (below).
 * Welcome codes are given on enter when the customer has neither received a welcome message nor
   written to that account within the last 48 h.
+* ``media/upload``: a bad ``type`` answers 40004, content not of that type (image: JPG/PNG,
+  voice: AMR-NB, video: MP4, by their magic bytes) 40005, a file of 5 bytes or less 40006, one
+  over its type's size (or a voice over 60 s) 45001; a body that is not multipart 47001.
+* Sends: a field missing or of the wrong type answers 40058, one over its byte limit 45002
+  (even link.title, which WeCom is said to truncate), each naming the field (a menu item by its
+  index). A media_id must be one the corp stored (media/upload or ``add_media``), unexpired and of
+  the message's type (a link's or mini program's thumb: an image), else 40007; a customer's
+  media_id is refused. A mini program appid must be linked (``link_miniprogram``), else 90207;
+  a business card's userid a known member (a servicer, or ``add_member``), else 60111, and one
+  business card per customer (whichever account) in 48 h, else 95025. A menu needs 1..10 items,
+  click ids unique within it.
+* 升级服务 (``set_upgrade_config``, ``upgrade_offers``): a target outside the configured range
+  answers 40058; an offer needs the customer to have entered or written to that account within
+  48 h, else 95002; cancelling with no offer outstanding answers 40058.
 
 What WeCom does that a client cannot see, for tests of a client whose cache drifts from WeCom
 (the client must recover by asking WeCom, e.g. service_state/get, or by pulling with sync_msg):

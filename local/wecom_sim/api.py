@@ -7,20 +7,34 @@ import json
 import secrets
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from local.wecom_sim.core import SimulatorCore
 from local.wecom_sim.state import (
     ACCESS_TOKEN_TTL,
     ALLOWED_TRANSITIONS,
     BOT,
+    BUSINESS_CARD_WINDOW,
     CODE_MSGTYPES,
     END_CODE_TTL,
     ENDED,
     HUMAN,
+    LINK_DESC_MAX,
+    LINK_TITLE_MAX,
     MAX_SYNC_LIMIT,
+    MEDIA_CONTENT_TYPES,
+    MEDIA_MAX_SIZE,
+    MEDIA_MIN_REFUSED,
     MEDIA_MSGTYPES,
     MEDIA_TTL,
+    MENU_CLICK_ID_MAX,
+    MENU_CLICK_MAX,
+    MENU_HEAD_TAIL_MAX,
     MENU_ITEM_TYPES,
+    MENU_MAX_ITEMS,
+    MENU_TEXT_MAX,
+    MENU_VIEW_CONTENT_MAX,
+    MINIPROGRAM_TITLE_MAX,
     MSGID_RE,
     NEW,
     POOL,
@@ -30,6 +44,11 @@ from local.wecom_sim.state import (
     SEND_BUDGET,
     SEND_MSGTYPES,
     SESSION_WINDOW,
+    TEXT_MAX,
+    UPGRADE_GROUP,
+    UPGRADE_MEMBER,
+    URL_MAX,
+    VOICE_MAX_SECONDS,
     ApiError,
     _Account,
     _Binary,
@@ -43,6 +62,7 @@ class _Route:
     method: str
     handler: str
     needs_token: bool = True
+    multipart: bool = False  # the body is multipart/form-data (media/upload), not JSON
 
 
 ROUTES: dict[str, _Route] = {
@@ -56,8 +76,17 @@ ROUTES: dict[str, _Route] = {
     "kf/send_msg": _Route("POST", "_api_send_msg"),
     "kf/send_msg_on_event": _Route("POST", "_api_send_msg_on_event"),
     "kf/customer/batchget": _Route("POST", "_api_customer_batchget"),
+    "kf/customer/get_upgrade_service_config": _Route("GET", "_api_upgrade_config"),
+    "kf/customer/upgrade_service": _Route("POST", "_api_upgrade_service"),
+    "kf/customer/cancel_upgrade_service": _Route("POST", "_api_cancel_upgrade_service"),
+    "media/upload": _Route("POST", "_api_media_upload", multipart=True),
     "media/get": _Route("GET", "_api_media_get"),
 }
+
+# Payload bytes of one AMR-NB frame (after its one-byte header), by frame type; a frame is 20 ms.
+_AMR_FRAME_BYTES = (12, 13, 15, 17, 19, 20, 26, 31, 5, 0, 0, 0, 0, 0, 0, 0)
+_AMR_MAGIC = b"#!AMR\n"
+_JPEG_MAGIC, _PNG_MAGIC = b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n"
 
 
 def _int_field(body: dict[str, Any], key: str, default: int) -> int:
@@ -67,6 +96,39 @@ def _int_field(body: dict[str, Any], key: str, default: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ApiError(40058, f"invalid parameter {key}")
     return value
+
+
+def _amr_seconds(data: bytes) -> float:
+    """How long an AMR-NB file plays: its frames after the magic line, 20 ms each."""
+    frames, index = 0, len(_AMR_MAGIC)
+    while index < len(data):
+        index += 1 + _AMR_FRAME_BYTES[(data[index] >> 3) & 0x0F]
+        frames += 1
+    return frames * 0.02
+
+
+def _sized_str(obj: dict[str, Any], where: str, key: str, limit: int | None, *, required: bool = True) -> str:
+    """A string field of a send payload: missing, empty or not a string -> 40058, more than
+    ``limit`` UTF-8 bytes -> 45002; both name the field (``where`` is its object, e.g. "link")."""
+    name = f"{where}.{key}"
+    value = obj.get(key)
+    if value is None or value == "":
+        if required:
+            raise ApiError(40058, f"missing parameter {name}")
+        return ""
+    if not isinstance(value, str):
+        raise ApiError(40058, f"invalid parameter {name}: must be a string")
+    if limit is not None and _byte_len(value) > limit:
+        raise ApiError(45002, f"content size out of limit: {name} over {limit} bytes")
+    return value
+
+
+def _http_url(obj: dict[str, Any], where: str, key: str) -> str:
+    url = _sized_str(obj, where, key, URL_MAX)
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ApiError(40058, f"invalid parameter {where}.{key}: needs an http(s) URL")
+    return url
 
 
 def _str_field(body: dict[str, Any], key: str, *, required: bool = True) -> str:
@@ -239,6 +301,13 @@ class ApiEndpoints(SimulatorCore):
             raise ApiError(95002)
         if session.sends >= SEND_BUDGET:
             raise ApiError(95001)
+        if msgtype == "business_card":
+            # The reference gives "one business card per 48 h" without saying per what; the
+            # simulator takes the stricter reading: per customer, whichever kf account sends.
+            last_card = self._business_cards.get(touser)
+            if last_card is not None and now - last_card < BUSINESS_CARD_WINDOW:
+                raise ApiError(95025)
+            self._business_cards[touser] = now
         state_at_send = session.state
         session.sends += 1
         if session.state == NEW:
@@ -296,6 +365,100 @@ class ApiEndpoints(SimulatorCore):
             found.append(entry)
         return {"customer_list": found, "invalid_external_userid": invalid}
 
+    def _api_upgrade_config(self, _query: dict[str, str], _body: dict[str, Any]) -> dict[str, Any]:
+        return self._upgrade_config_view()
+
+    def _api_upgrade_service(self, _query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+        account = self._api_account(body.get("open_kfid"))
+        euid = self._api_customer(body)
+        kind = body.get("type")
+        if not isinstance(kind, int) or isinstance(kind, bool) or kind not in (UPGRADE_MEMBER, UPGRADE_GROUP):
+            raise ApiError(40058, "invalid parameter type: 1 (member) or 2 (group chat)")
+        key, id_key = ("member", "userid") if kind == UPGRADE_MEMBER else ("groupchat", "chat_id")
+        offer = body.get(key)
+        if not isinstance(offer, dict):
+            raise ApiError(40058, f"missing parameter {key}")
+        target = _sized_str(offer, key, id_key, None)
+        wording = _sized_str(offer, key, "wording", None, required=False)
+        config = self._upgrade_config
+        if kind == UPGRADE_MEMBER:
+            departments = self._members.get(target, set())
+            inside = target in config["userids"] or bool(departments.intersection(config["department_ids"]))
+        else:
+            inside = target in config["chat_ids"]
+        if not inside:
+            # WeCom publishes no errcode for a target outside the admin's 升级服务 configuration;
+            # the simulator assumes 40058 (invalid parameter).
+            raise ApiError(40058, f"invalid parameter {key}.{id_key}: {target} is outside the configured upgrade range")
+        session = self._session(account.open_kfid, euid)
+        now = self.now()
+        recent = [t for t in (session.last_customer_msg, session.last_entered) if t is not None]
+        if not any(now - t <= SESSION_WINDOW for t in recent):
+            # Not documented: the simulator assumes the offer, like a send, needs the customer to
+            # have entered or written to this account within 48 h (else 95002, as send_msg).
+            raise ApiError(95002, "send msg time limit: the customer has not entered or written within 48 hours")
+        self._upgrade_offers.append(
+            {"open_kfid": account.open_kfid, "external_userid": euid, "type": kind, "target": target,
+             "wording": wording, "time": now, "cancelled": False}
+        )
+        return {}
+
+    def _api_cancel_upgrade_service(self, _query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+        account = self._api_account(body.get("open_kfid"))
+        euid = self._api_customer(body)
+        outstanding = [
+            offer for offer in self._upgrade_offers
+            if offer["open_kfid"] == account.open_kfid and offer["external_userid"] == euid and not offer["cancelled"]
+        ]
+        if not outstanding:
+            # Not documented: the simulator assumes cancelling with no offer outstanding is an
+            # invalid parameter (40058) rather than a no-op.
+            raise ApiError(40058, "invalid parameter: no upgrade offer outstanding for this customer")
+        for offer in outstanding:
+            offer["cancelled"] = True
+        return {}
+
+    def _api_media_upload(self, query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
+        # The reference lists 40004/40005/40006/40009/40011 only as a group ("media type/size")
+        # and 45001 as "media too large". The simulator answers: 40004 for the type parameter,
+        # 40005 for a file whose content is not of that type, 40006 for a file of 5 bytes or
+        # less, 45001 for one over its type's limit (size, or a voice's 60 seconds).
+        kind = query.get("type", "")
+        if kind not in MEDIA_MSGTYPES:
+            raise ApiError(40004, f"invalid media type {kind!r}: type is image, voice, video or file")
+        upload = body.get("media")
+        if not isinstance(upload, dict):
+            raise ApiError(40058, "missing parameter media: the file goes in the multipart field named media")
+        filename = upload.get("filename") or ""
+        if not filename:
+            raise ApiError(40058, "missing parameter media filename: the media part needs a filename")
+        data: bytes = upload.get("data") or b""
+        if len(data) <= MEDIA_MIN_REFUSED:
+            raise ApiError(40006, f"invalid file size: {len(data)} bytes, a file must be larger than 5 bytes")
+        if len(data) > MEDIA_MAX_SIZE[kind]:
+            raise ApiError(45001, f"media size out of limit: {len(data)} bytes, a {kind} takes at most "
+                                  f"{MEDIA_MAX_SIZE[kind]}")
+        content_type = upload.get("content_type") or MEDIA_CONTENT_TYPES[kind][0]
+        if kind == "image":
+            if not data.startswith((_JPEG_MAGIC, _PNG_MAGIC)):
+                raise ApiError(40005, "invalid file type: an image must be a JPG or PNG file")
+            content_type = "image/jpeg" if data.startswith(_JPEG_MAGIC) else "image/png"
+        elif kind == "voice":
+            # Only AMR-NB ("#!AMR\n"): the reference says AMR, and AMR-WB may well be refused.
+            if not data.startswith(_AMR_MAGIC):
+                raise ApiError(40005, "invalid file type: a voice must be an AMR file")
+            if _amr_seconds(data) > VOICE_MAX_SECONDS:
+                raise ApiError(45001, f"media size out of limit: a voice plays at most {VOICE_MAX_SECONDS} s")
+            content_type = "audio/amr"
+        elif kind == "video":
+            if data[4:8] != b"ftyp":
+                raise ApiError(40005, "invalid file type: a video must be an MP4 file")
+            content_type = "video/mp4"
+        created = self.now()
+        media_id = self._store_media(content_type, data, filename, kind, "upload")
+        # created_at is a string, as the reference shows it (some SDK fixtures have an int).
+        return {"type": kind, "media_id": media_id, "created_at": str(int(created))}
+
     def _api_media_get(self, query: dict[str, str], _body: dict[str, Any]) -> _Binary:
         media = self._media.get(query.get("media_id", ""))
         if media is None or self.now() - media.created > MEDIA_TTL:
@@ -317,6 +480,9 @@ class ApiEndpoints(SimulatorCore):
         return euid
 
     def _check_payload(self, body: dict[str, Any], allowed: frozenset[str]) -> str:
+        """The msgtype of a send, once its payload passed WeCom's checks: an unknown or unallowed
+        msgtype -> 40008, a missing or ill-typed field -> 40058, a field over its byte limit ->
+        45002, a media_id that cannot be sent -> 40007 (each naming the field)."""
         msgtype = body.get("msgtype")
         if not isinstance(msgtype, str) or msgtype not in allowed:
             raise ApiError(40008, f"invalid message type {msgtype!r}")
@@ -324,23 +490,22 @@ class ApiEndpoints(SimulatorCore):
         if not isinstance(payload, dict):
             raise ApiError(40058, f"missing object {msgtype}")
         if msgtype == "text":
-            content = payload.get("content")
-            if not isinstance(content, str) or not content:
-                raise ApiError(40058, "text.content is required")
-            if _byte_len(content) > 2048:
-                raise ApiError(45002, "content size out of limit: text over 2048 bytes")
+            _sized_str(payload, "text", "content", TEXT_MAX)
         elif msgtype in MEDIA_MSGTYPES:
-            if not isinstance(payload.get("media_id"), str) or not payload["media_id"]:
-                raise ApiError(40007)
+            self._check_media(payload, msgtype, "media_id", msgtype)
         elif msgtype == "msgmenu":
             self._check_menu(payload)
         elif msgtype == "link":
-            url = payload.get("url")
-            if not payload.get("title") or not isinstance(url, str) or not url.startswith(("http://", "https://")):
-                raise ApiError(40058, "link needs title and an http(s) url")
+            # The reference says an over-long title is truncated; the simulator refuses it (45002).
+            _sized_str(payload, "link", "title", LINK_TITLE_MAX)
+            _sized_str(payload, "link", "desc", LINK_DESC_MAX, required=False)
+            _http_url(payload, "link", "url")
+            self._check_media(payload, "link", "thumb_media_id", "image")
         elif msgtype == "miniprogram":
-            if not all(payload.get(k) for k in ("appid", "thumb_media_id", "pagepath")):
-                raise ApiError(40058, "miniprogram needs appid, thumb_media_id and pagepath")
+            self._check_appid(payload, "miniprogram")
+            _sized_str(payload, "miniprogram", "title", MINIPROGRAM_TITLE_MAX, required=False)
+            _sized_str(payload, "miniprogram", "pagepath", None)
+            self._check_media(payload, "miniprogram", "thumb_media_id", "image")
         elif msgtype == "location":
             lat, lng = payload.get("latitude"), payload.get("longitude")
             if not isinstance(lat, (int, float)) or not isinstance(lng, (int, float)) \
@@ -350,23 +515,72 @@ class ApiEndpoints(SimulatorCore):
             link = payload.get("link_url")
             if not isinstance(link, str) or not link.startswith("https://work.weixin.qq.com/ca/"):
                 raise ApiError(40058, "invalid ca_link.link_url")
+        elif msgtype == "business_card":
+            userid = _sized_str(payload, "business_card", "userid", None)
+            if not self._is_member(userid):
+                raise ApiError(60111, f"userid not found: business_card.userid {userid}")
         return msgtype
 
-    @staticmethod
-    def _check_menu(menu: dict[str, Any]) -> None:
-        items = menu.get("list", [])
-        if not isinstance(items, list):
-            raise ApiError(40058, "msgmenu.list must be a list")
-        if len(items) > 10:
-            raise ApiError(95008)
-        for entry in items:
-            kind = entry.get("type") if isinstance(entry, dict) else None
-            if kind not in MENU_ITEM_TYPES or not isinstance(entry.get(kind), dict):
-                raise ApiError(95009)
+    def _check_media(self, obj: dict[str, Any], where: str, key: str, kind: str) -> None:
+        """``obj[key]`` must name a media the corp stored (media/upload, or add_media), not yet
+        expired (3 days), of type ``kind``; else 40007. A media_id from a customer's message is
+        refused as well: the reference documents sending only media the corp uploaded, and
+        whether WeCom forwards a customer's is unknown, so the simulator takes the stricter way."""
+        media_id = _sized_str(obj, where, key, None)
+        media = self._media.get(media_id)
+        if media is None or media.origin == "customer":
+            raise ApiError(40007, f"invalid media_id {where}.{key}: unknown to the corp")
+        if self.now() - media.created > MEDIA_TTL:
+            raise ApiError(40007, f"invalid media_id {where}.{key}: expired (3 days)")
+        if media.kind != kind:
+            raise ApiError(40007, f"invalid media_id {where}.{key}: a media of type {media.kind}, not {kind}")
+
+    def _check_appid(self, obj: dict[str, Any], where: str) -> None:
+        appid = _sized_str(obj, where, "appid", None)
+        if appid not in self._miniprogram_appids:
+            raise ApiError(90207, f"invalid miniprogram appid {where}.appid: {appid} is not linked to the corp")
+
+    def _check_menu(self, menu: dict[str, Any]) -> None:
         for key in ("head_content", "tail_content"):
-            text = menu.get(key, "")
-            if isinstance(text, str) and _byte_len(text) > 1024:
-                raise ApiError(45002, f"{key} over 1024 bytes")
+            _sized_str(menu, "msgmenu", key, MENU_HEAD_TAIL_MAX, required=False)
+        items = menu.get("list")
+        if not isinstance(items, list):
+            # Not documented: a menu without items is refused (40058), as a menu is its items.
+            raise ApiError(40058, "missing parameter msgmenu.list")
+        if len(items) > MENU_MAX_ITEMS:
+            raise ApiError(95008, f"msgmenu item count out of limit: {len(items)} items, at most {MENU_MAX_ITEMS}")
+        if not items:
+            raise ApiError(40058, "invalid parameter msgmenu.list: a menu needs at least one item")
+        click_ids: dict[str, int] = {}
+        for index, entry in enumerate(items):
+            where = f"msgmenu.list[{index}]"
+            kind = entry.get("type") if isinstance(entry, dict) else None
+            if not isinstance(kind, str) or kind not in MENU_ITEM_TYPES:
+                raise ApiError(95009, f"invalid msgmenu item type {kind!r} at {where}")
+            item = entry.get(kind)
+            if not isinstance(item, dict):
+                raise ApiError(40058, f"missing object {where}.{kind}")
+            where = f"{where}.{kind}"
+            if kind == "click":
+                click_id = _sized_str(item, where, "id", MENU_CLICK_ID_MAX)
+                if click_id in click_ids:
+                    raise ApiError(40058, f"invalid parameter {where}.id: {click_id!r} is also the id of "
+                                          f"msgmenu.list[{click_ids[click_id]}]")
+                click_ids[click_id] = index
+                _sized_str(item, where, "content", MENU_CLICK_MAX)
+            elif kind == "view":
+                _http_url(item, where, "url")
+                _sized_str(item, where, "content", MENU_VIEW_CONTENT_MAX)
+            elif kind == "miniprogram":
+                self._check_appid(item, where)
+                _sized_str(item, where, "pagepath", None)
+                # No limit is documented for this content; the simulator takes the view item's.
+                _sized_str(item, where, "content", MENU_VIEW_CONTENT_MAX)
+            else:
+                _sized_str(item, where, "content", MENU_TEXT_MAX)
+                no_newline = item.get("no_newline", 0)
+                if not isinstance(no_newline, int) or isinstance(no_newline, bool) or no_newline not in (0, 1):
+                    raise ApiError(40058, f"invalid parameter {where}.no_newline: 0 or 1")
 
     def _check_msgid(self, account: _Account, msgid: Any) -> str:
         if msgid is None or msgid == "":

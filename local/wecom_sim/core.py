@@ -50,6 +50,17 @@ except ModuleNotFoundError:  # started as ``python -m local.wecom_sim`` without 
     from kefu.crypto import WXBizMsgCrypt
 
 
+def _media_kind(content_type: str) -> str:
+    """The media type a blob stored without one counts as, from its content type."""
+    if content_type.startswith("image/"):
+        return "image"
+    if content_type in ("audio/amr", "voice/amr"):
+        return "voice"
+    if content_type.startswith("video/"):
+        return "video"
+    return "file"
+
+
 class SimulatorCore:
     """The simulated corp's state: one lock guards all of it; HTTP threads and Python callers share it."""
 
@@ -115,6 +126,11 @@ class SimulatorCore:
         self._cursor_key = secrets.token_bytes(32)
         self._callback_losses: dict[str | None, int] = {}  # open_kfid (None: any account) -> callbacks to lose
         self._lost_callbacks: list[dict[str, Any]] = []  # {"open_kfid", "time", "reason"} of each lost callback
+        self._members: dict[str, set[int]] = {}  # corp members besides servicers: userid -> department ids
+        self._miniprogram_appids: set[str] = set()  # mini programs linked to the corp
+        self._business_cards: dict[str, float] = {}  # external_userid -> time of the last business_card sent
+        self._upgrade_config: dict[str, list[Any]] = {"userids": [], "department_ids": [], "chat_ids": []}
+        self._upgrade_offers: list[dict[str, Any]] = []  # every upgrade_service call that succeeded
 
     # ------------------------------------------------------------------ clock
 
@@ -286,10 +302,26 @@ class SimulatorCore:
         self._msg_index[msgid] = ordered
         return msgid
 
-    def _store_media(self, content_type: str, data: bytes, filename: str) -> str:
+    def _store_media(
+        self, content_type: str, data: bytes, filename: str, kind: str | None = None, origin: str = "added"
+    ) -> str:
         media_id = _random_id("3", 63)
-        self._media[media_id] = _Media(content_type, data, filename, self.now())
+        self._media[media_id] = _Media(
+            content_type, data, filename, self.now(), kind or _media_kind(content_type), origin
+        )
         return media_id
+
+    def _is_member(self, userid: str) -> bool:
+        """A corp member the simulator knows: a servicer of any account, or one add_member added."""
+        return userid in self._members or any(userid in a.servicers for a in self._accounts.values())
+
+    def _upgrade_config_view(self) -> dict[str, Any]:
+        config = self._upgrade_config
+        return {
+            "member_range": {"userid_list": list(config["userids"]),
+                             "department_id_list": list(config["department_ids"])},
+            "groupchat_range": {"chat_id_list": list(config["chat_ids"])},
+        }
 
     def _record_send(
         self, via: str, open_kfid: str, external_userid: str, msgid: str, msgtype: str, body: dict[str, Any],

@@ -111,6 +111,7 @@ class CustomerDriver(CallbackSender):
             customer.entered_at = now
             customer.last_seen = now
             session = self._session(open_kfid, customer.external_userid)
+            session.last_entered = now
             code: str | None = None
             if welcome and self._welcome_allowed(session, now):
                 code = self._issue_code(session, "welcome", WELCOME_CODE_TTL, None)
@@ -174,13 +175,66 @@ class CustomerDriver(CallbackSender):
             raise ValueError(f"msgtype must be one of {MEDIA_MSGTYPES}")
         content_type, ext = MEDIA_CONTENT_TYPES[msgtype]
         with self._lock:
-            media_id = self._store_media(content_type, data or _fake_media(msgtype), filename or f"{msgtype}.{ext}")
+            media_id = self._store_media(
+                content_type, data or _fake_media(msgtype), filename or f"{msgtype}.{ext}", msgtype, "customer"
+            )
         return self._customer_message(open_kfid, external_userid, msgtype, {"media_id": media_id})
 
-    def add_media(self, data: bytes, content_type: str = "image/jpeg", filename: str = "media.jpg") -> str:
-        """Store a blob and return its media_id (for links, avatars and tests of media/get)."""
+    def add_media(
+        self, data: bytes, content_type: str = "image/jpeg", filename: str = "media.jpg", kind: str | None = None
+    ) -> str:
+        """Store a blob as if uploaded and return its media_id (for links, avatars and tests of
+        media/get); ``kind`` (image, voice, video, file: the msgtype it may be sent as) defaults to
+        what ``content_type`` says. Unlike media/upload, nothing about the blob is checked."""
+        if kind is not None and kind not in MEDIA_MSGTYPES:
+            raise ValueError(f"kind must be one of {MEDIA_MSGTYPES}")
         with self._lock:
-            return self._store_media(content_type, data, filename)
+            return self._store_media(content_type, data, filename, kind)
+
+    def add_member(self, userid: str, department_ids: list[int] | None = None) -> None:
+        """Know a corp member (besides the servicers, who are known already): a business_card may
+        name them, and an upgrade range reaches them through their departments."""
+        if not userid:
+            raise ValueError("userid is required")
+        with self._lock:
+            self._members.setdefault(userid, set()).update(int(d) for d in department_ids or ())
+
+    def link_miniprogram(self, appid: str) -> None:
+        """Link a mini program to the corp: only linked appids may be sent (miniprogram messages
+        and menu items); others answer 90207."""
+        if not appid:
+            raise ValueError("appid is required")
+        with self._lock:
+            self._miniprogram_appids.add(appid)
+
+    def set_upgrade_config(
+        self,
+        userids: list[str] | None = None,
+        department_ids: list[int] | None = None,
+        chat_ids: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Set the 升级服务 ranges an admin configures in WeCom (what get_upgrade_service_config
+        answers); the members named become known members. Returns the configuration as the API
+        answers it."""
+        with self._lock:
+            self._upgrade_config = {
+                "userids": list(dict.fromkeys(userids or ())),
+                "department_ids": list(dict.fromkeys(int(d) for d in department_ids or ())),
+                "chat_ids": list(dict.fromkeys(chat_ids or ())),
+            }
+            for userid in self._upgrade_config["userids"]:
+                self._members.setdefault(userid, set())
+            return self._upgrade_config_view()
+
+    def upgrade_offers(self, open_kfid: str | None = None, external_userid: str | None = None) -> list[dict[str, Any]]:
+        """Every upgrade_service offer made (oldest first): open_kfid, external_userid, type (1
+        member, 2 group chat), target (userid or chat_id), wording, time and cancelled."""
+        with self._lock:
+            return [
+                dict(offer)
+                for offer in self._upgrade_offers
+                if open_kfid in (None, offer["open_kfid"]) and external_userid in (None, offer["external_userid"])
+            ]
 
     def servicer_says(self, open_kfid: str, external_userid: str, servicer_userid: str, text: str) -> str:
         """A servicer types in the WeCom client (origin 5). In an ended session this reopens it."""

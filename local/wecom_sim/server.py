@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import email.policy
 import inspect
 import json
 import secrets
 import time
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, urlsplit
 
 from local.wecom_sim.api import ROUTES
 from local.wecom_sim.core import SimulatorCore
-from local.wecom_sim.state import ADMIN_ACTIONS, ERRMSG, MAX_BODY, UNICODE_ESCAPE_RE, ApiError, _Binary, _Fault
+from local.wecom_sim.state import (
+    ADMIN_ACTIONS,
+    ERRMSG,
+    MAX_BODY,
+    MAX_UPLOAD_BODY,
+    UNICODE_ESCAPE_RE,
+    ApiError,
+    _Binary,
+    _Fault,
+)
 
 if TYPE_CHECKING:
     from local.wecom_sim.simulator import WeComSimulator
@@ -24,8 +35,23 @@ def _json_bytes(obj: Any) -> bytes:
     return json.dumps(obj, ensure_ascii=False).encode("utf-8")
 
 
+def _disposition(filename: str) -> str:
+    """An attachment header for any file name: headers are Latin-1, so a name beyond plain ASCII
+    (an uploaded 报告.pdf) goes percent-encoded in filename* (RFC 6266), with an ASCII stand-in."""
+    if filename.isascii() and filename.isprintable() and '"' not in filename and "\\" not in filename:
+        return f'attachment; filename="{filename}"'
+    fallback = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_" for c in filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
+
+
 def _json_response(obj: Any, status: int = 200) -> Response:
     return status, [("Content-Type", "application/json; charset=UTF-8")], _json_bytes(obj)
+
+
+class _RequestBody(bytes):
+    """A request's raw body, carrying its Content-Type (a multipart body needs its boundary)."""
+
+    content_type = ""
 
 
 class _Server(ThreadingHTTPServer):
@@ -47,11 +73,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self, method: str) -> None:
         length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            status, headers, payload = _json_response({"errcode": 40058, "errmsg": "body too large"}, 413)
+        upload = urlsplit(self.path).path.rstrip("/") == "/cgi-bin/media/upload"
+        if length > (MAX_UPLOAD_BODY if upload else MAX_BODY):
+            # Not read: an upload this large is over every type's limit (45001).
+            errcode = 45001 if upload else 40058
+            status, headers, payload = _json_response({"errcode": errcode, "errmsg": "body too large"}, 413)
             self.close_connection = True
         else:
-            body = self.rfile.read(length) if length > 0 else b""
+            body = _RequestBody(self.rfile.read(length) if length > 0 else b"")
+            body.content_type = self.headers.get("Content-Type") or ""
             status, headers, payload = self.server.simulator._handle_http(method, self.path, body)  # noqa: SLF001 - its own server
         self.send_response(status)
         for name, value in headers:
@@ -127,25 +157,32 @@ class HttpFrontEnd(SimulatorCore):
             body = self._error_body(40058, f"api {api} not found")
             return 40058, None, _json_response(body, 404)
         data: dict[str, Any] = {}
+        recorded: dict[str, Any] = {}  # what calls keeps of the body (an upload's file without its bytes)
         try:
             if method != route.method:
                 raise ApiError(43001 if route.method == "GET" else 43002)
             with self._lock:
                 if route.needs_token:
                     self._check_access_token(query.get("access_token", ""))
-            if method == "POST":
-                data = self._parse_body(raw)
+            if method == "POST" and route.multipart:
+                data = self._parse_multipart(raw)
+                recorded = {
+                    name: {"filename": part["filename"], "content_type": part["content_type"], "size": len(part["data"])}
+                    for name, part in data.items()
+                }
+            elif method == "POST":
+                data = recorded = self._parse_body(raw)
             with self._lock:
                 result = getattr(self, route.handler)(query, data)
         except ApiError as exc:
-            return exc.errcode, data or None, self._error_response(exc.errcode, exc.detail)
+            return exc.errcode, recorded or None, self._error_response(exc.errcode, exc.detail)
         if isinstance(result, _Binary):
             headers = [
                 ("Content-Type", result.content_type),
-                ("Content-Disposition", f'attachment; filename="{result.filename}"'),
+                ("Content-Disposition", _disposition(result.filename)),
             ]
-            return 0, data or None, (200, headers, result.data)
-        return 0, data or None, _json_response({"errcode": 0, "errmsg": "ok", **result})
+            return 0, recorded or None, (200, headers, result.data)
+        return 0, recorded or None, _json_response({"errcode": 0, "errmsg": "ok", **result})
 
     def _handle_admin(self, method: str, action: str, raw: bytes) -> Response:
         if action == "state":
@@ -210,6 +247,33 @@ class HttpFrontEnd(SimulatorCore):
             raise ApiError(40014)
         if self.now() >= expires_at:
             raise ApiError(42001)
+
+    @staticmethod
+    def _parse_multipart(raw: bytes) -> dict[str, dict[str, Any]]:
+        """The parts of a multipart/form-data body by field name (the first of each name):
+        {"filename", "content_type", "data"}; a body that is not well-formed multipart -> 47001."""
+        content_type = getattr(raw, "content_type", "")
+        if not content_type.lower().startswith("multipart/form-data"):
+            raise ApiError(47001, "data format error: the body must be multipart/form-data")
+        try:
+            head = f"Content-Type: {content_type}\r\n\r\n".encode("latin-1")
+        except UnicodeEncodeError as exc:
+            raise ApiError(47001, "data format error: bad Content-Type") from exc
+        message = BytesParser(policy=email.policy.HTTP).parsebytes(head + bytes(raw))
+        if not message.is_multipart() or message.defects:
+            raise ApiError(47001, "data format error: the body is not well-formed multipart/form-data")
+        parts: dict[str, dict[str, Any]] = {}
+        for part in message.iter_parts():
+            name = part.get_param("name", header="content-disposition")
+            if not isinstance(name, str) or name in parts:
+                continue
+            payload = part.get_payload(decode=True)
+            parts[name] = {
+                "filename": part.get_filename() or "",
+                "content_type": part.get_content_type(),
+                "data": payload if isinstance(payload, bytes) else b"",
+            }
+        return parts
 
     @staticmethod
     def _parse_body(raw: bytes) -> dict[str, Any]:

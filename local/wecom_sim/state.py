@@ -26,6 +26,9 @@ END_CODE_TTL = 20
 REPLY_CODE_TTL = 48 * 3600
 MAX_SYNC_LIMIT = 1000
 MAX_BODY = 4 * 1024 * 1024
+# media/upload takes files up to 20 MB; its body may be that plus the multipart framing, and a
+# little more so that a file just over a limit is answered with the errcode, not cut off.
+MAX_UPLOAD_BODY = 21 * 1024 * 1024
 
 NEW, BOT, POOL, HUMAN, ENDED = 0, 1, 2, 3, 4
 # Transitions the API may make (service_state/trans); 3 -> 3 means "to another servicer".
@@ -38,9 +41,26 @@ ALLOWED_TRANSITIONS: dict[int, frozenset[int]] = {
 }
 
 SEND_MSGTYPES = frozenset(
-    {"text", "image", "voice", "video", "file", "link", "miniprogram", "msgmenu", "location", "ca_link"}
+    {"text", "image", "voice", "video", "file", "link", "miniprogram", "msgmenu", "location", "ca_link",
+     "business_card"}
 )
 MEDIA_MSGTYPES = ("image", "voice", "video", "file")
+# media/upload: the smallest size refused (every file must be larger than 5 bytes) and the
+# largest size each type takes.
+MEDIA_MIN_REFUSED = 5
+MEDIA_MAX_SIZE = {"image": 10 * 1024 * 1024, "voice": 2 * 1024 * 1024, "video": 10 * 1024 * 1024,
+                  "file": 20 * 1024 * 1024}
+VOICE_MAX_SECONDS = 60
+# Byte limits of the send payloads (UTF-8 bytes).
+TEXT_MAX = 2048
+LINK_TITLE_MAX, LINK_DESC_MAX, URL_MAX = 128, 512, 2048
+MINIPROGRAM_TITLE_MAX = 64
+MENU_HEAD_TAIL_MAX, MENU_MAX_ITEMS = 1024, 10
+MENU_CLICK_MAX, MENU_VIEW_CONTENT_MAX, MENU_TEXT_MAX = 128, 1024, 256
+# A click id: the reference says up to 128 bytes, an SDK 64; the simulator takes the stricter.
+MENU_CLICK_ID_MAX = 64
+BUSINESS_CARD_WINDOW = 48 * 3600
+UPGRADE_MEMBER, UPGRADE_GROUP = 1, 2
 MENU_ITEM_TYPES = frozenset({"click", "view", "miniprogram", "text"})
 # Message types each kind of send_msg_on_event code accepts.
 CODE_MSGTYPES: dict[str, frozenset[str]] = {
@@ -59,6 +79,9 @@ ID_ALPHABET = string.ascii_letters + string.digits + "_-"
 ERRMSG: dict[int, str] = {
     -1: "system busy",
     40001: "invalid credential",
+    40004: "invalid media type",
+    40005: "invalid file type",
+    40006: "invalid file size",
     40007: "invalid media_id",
     40008: "invalid message type",
     40013: "invalid corpid",
@@ -70,12 +93,15 @@ ERRMSG: dict[int, str] = {
     42001: "access_token expired",
     43001: "require GET method",
     43002: "require POST method",
+    45001: "media size out of limit",
     45002: "content size out of limit",
     45009: "api freq out of limit",
     45033: "api concurrent out of limit",
     47001: "data format error",
     48002: "api forbidden",
     60020: "not allow to access from your ip",
+    60111: "userid not found",
+    90207: "invalid miniprogram appid",
     95000: "invalid open_kfid",
     95001: "send msg count limit",
     95002: "send msg time limit",
@@ -85,6 +111,7 @@ ERRMSG: dict[int, str] = {
     95014: "user is not servicer",
     95016: "invalid service state transition",
     95018: "send msg session status invalid",
+    95025: "business card send limit: one per customer in 48 hours",
 }
 
 MEDIA_CONTENT_TYPES = {
@@ -120,6 +147,10 @@ ADMIN_ACTIONS = frozenset(
         "advance",
         "expire_all_tokens",
         "configure",
+        "add_member",
+        "link_miniprogram",
+        "set_upgrade_config",
+        "upgrade_offers",
     }
 )
 CONFIGURABLE = frozenset(
@@ -177,6 +208,7 @@ class _Session:
     sends: int = 0  # send_msg calls since the last customer message
     reply_codes: set[int] = field(default_factory=set)  # states (2, 3) that already gave a msg_code
     last_welcome_sent: float | None = None
+    last_entered: float | None = None  # the customer's last enter_session at this account
 
 
 @dataclass
@@ -206,6 +238,8 @@ class _Media:
     data: bytes
     filename: str
     created: float
+    kind: str = "file"  # image | voice | video | file: the msgtype it may be sent as
+    origin: str = "added"  # upload (media/upload), added (add_media) or customer (customer_sends_media)
 
 
 @dataclass

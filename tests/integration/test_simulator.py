@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from kefu.crypto import WXBizMsgCrypt
+from local.sim_admin import SimAdmin, SimAdminError, main
 from local.wecom_sim import (
     DEMO_AES_KEY,
     DEMO_CORP_ID,
@@ -346,7 +347,7 @@ def test_send_msg_validation_and_duplicate_msgid(sim: WeComSimulator, api: Api, 
     news = {"touser": euid, "open_kfid": kf, "msgtype": "news", "news": {}}
     assert api.post("kf/send_msg", news)["errcode"] == 40008
     items = [{"type": "click", "click": {"id": str(i), "content": f"option {i}"}} for i in range(11)]
-    menu = {"touser": euid, "open_kfid": kf, "msgtype": "msgmenu", "msgmenu": {"head_content": "pick", "list": items}}
+    menu: dict[str, Any] = {"touser": euid, "open_kfid": kf, "msgtype": "msgmenu", "msgmenu": {"head_content": "pick", "list": items}}
     assert api.post("kf/send_msg", menu)["errcode"] == 95008
     menu["msgmenu"]["list"] = items[:10]
     assert api.post("kf/send_msg", menu)["errcode"] == 0
@@ -632,8 +633,6 @@ def test_admin_endpoints(sim: WeComSimulator, http: httpx.Client, api: Api, rece
 
 
 def test_sim_admin_client(sim: WeComSimulator, kf: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from local.sim_admin import SimAdmin, SimAdminError, main
-
     with SimAdmin(sim.base_url) as admin:
         euid, code = admin.call("customer_enter", open_kfid=kf, welcome=False)
         assert code is None

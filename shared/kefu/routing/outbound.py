@@ -122,8 +122,11 @@ def check_asset(kind: str, data: bytes, name: str) -> str | None:
 
 # -- the kinds ---------------------------------------------------------------------------------
 
+CLICK_ID_MAX = 64  # WeCom's reference says 128 bytes, an SDK 64: the stricter holds under both
+
+
 class MenuClick(_Strict):
-    id: Annotated[str, AfterValidator(_bytes(128, 1))]
+    id: Annotated[str, AfterValidator(_bytes(CLICK_ID_MAX, 1))]
     content: Annotated[str, AfterValidator(_bytes(128, 1))]
 
 

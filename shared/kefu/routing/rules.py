@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from kefu.routing import outbound
-from kefu.routing.outbound import Action, Message, OnEventMessage, PoolMessage, UpgradeRule, _bytes
+from kefu.routing.outbound import CLICK_ID_MAX, Action, Message, OnEventMessage, PoolMessage, UpgradeRule, _bytes
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-4]):([0-5]\d)$")
@@ -147,7 +147,7 @@ class Policy(_Strict):
     queue_notice: PoolMessage | None = None  # the pool's code takes a text
     bot: Bot | None = None
     closing: Closing | None = None
-    menu_actions: dict[Annotated[str, AfterValidator(_bytes(128, 1))], Action] = Field(default_factory=dict)
+    menu_actions: dict[Annotated[str, AfterValidator(_bytes(CLICK_ID_MAX, 1))], Action] = Field(default_factory=dict)
     upgrade: UpgradeRule | None = None
     # End a session nobody wrote in for this long (the sweep does it, with the closing message).
     idle_end_minutes: float | None = Field(default=None, gt=0, le=7 * 24 * 60)
