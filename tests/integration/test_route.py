@@ -170,6 +170,7 @@ class Env:
     def stored_count(self, open_kfid: str) -> int:
         return len(self.clients.dynamodb.query(
             TableName=self.messages_table, IndexName="account", KeyConditionExpression="open_kfid = :o",
+            FilterExpression="attribute_not_exists(sender)",  # WeCom's items, not Kefu's own sends
             ExpressionAttributeValues={":o": {"S": open_kfid}})["Items"])
 
     def route_queue_empty(self) -> bool:

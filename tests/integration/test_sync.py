@@ -77,7 +77,8 @@ class Sync:
         return self._query("conversation", "conv", f"{open_kfid}#{euid}")
 
     def account_items(self, open_kfid: str) -> list[dict[str, Any]]:
-        return self._query("account", "open_kfid", open_kfid)
+        """WeCom's items of the account (not Kefu's own sends, stored beside them)."""
+        return [i for i in self._query("account", "open_kfid", open_kfid) if i.get("sender") != "kefu"]
 
     def entries(self, open_kfid: str, euid: str) -> list[dict[str, Any]]:
         return self._query("entries", "entry_of", f"{open_kfid}#{euid}")

@@ -40,6 +40,7 @@ def test_failing_job_is_retried_then_dead_lettered_and_nothing_is_lost(stack, si
     def stored() -> int:
         items = clients.dynamodb.query(TableName=table, IndexName="account",
                                        KeyConditionExpression="open_kfid = :o",
+                                       FilterExpression="attribute_not_exists(sender)",
                                        ExpressionAttributeValues={":o": {"S": open_kfid}})["Items"]
         return len(items)
 
