@@ -173,7 +173,8 @@ class MenuItem(_Strict):
         if self.miniprogram:
             m = self.miniprogram
             return {"type": "miniprogram", "miniprogram": {"appid": m.appid, "pagepath": m.pagepath, "content": m.content}}
-        assert self.text is not None  # noqa: S101 - _one guarantees it
+        if self.text is None:  # _one allows no other case
+            raise ValueError("a menu item is exactly one of click, view, miniprogram, text")
         return {"type": "text", "text": {"content": self.text.content, "no_newline": int(self.text.no_newline)}}
 
 
