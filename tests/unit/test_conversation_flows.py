@@ -182,3 +182,32 @@ def test_every_kefu_send_is_in_the_record_with_the_message_as_sent() -> None:
     (record,) = w.transcript.sent()
     assert record["sender"] == "kefu" and record["via"] == "send_msg"
     assert json.loads(record["raw"]) == w.sent()[0]
+
+
+def test_an_offer_is_counted_once_and_announced_as_upgrade_offered() -> None:
+    from kefu.routing.accounting import Accounting
+
+    class Counts:
+        def __init__(self) -> None:
+            self.counted: dict[str, list[Any]] = {}
+
+        def count_once(self, event_id: str, increments: list[Any]) -> bool:
+            if event_id in self.counted:
+                return False
+            self.counted[event_id] = increments
+            return True
+
+    counts, events = Counts(), []
+    w = World()
+    w.engine.upgrades.accounting = Accounting(counts, "Asia/Shanghai",  # type: ignore[arg-type]
+                                              lambda kind, event_id, fields: events.append((kind, event_id, fields)))
+    w.state.sessions.update(K, "c1", {"scene": "poster", "last_servicer": "alice"})
+    w.says("c1", "advisor")
+    w.engine.handle(parse_item({"msgid": "m1", "open_kfid": K, "external_userid": "c1", "origin": 3, "msgtype": "text",
+                                "text": {"content": "advisor"}, "send_time": int(w.clock.now)}))  # a late copy
+    (kind, _id, fields), = events[:1]
+    assert kind == "upgrade.offered" and fields["target"] == "alice" and fields["scene"] == "poster"
+    (increments,) = counts.counted.values()
+    assert {(i.field, i.sk) for i in increments} == {("upgrades_offered", f"{K}#poster"),
+                                                    ("upgrades_offered", f"{K}#alice")}
+    assert len(w.wecom.offers) == 1
