@@ -99,7 +99,7 @@ integration: $(VENV)/.stamp
 # ruff and mypy on the code (rules and settings in pyproject.toml).
 lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check shared functions cli local
-	$(VENV)/bin/mypy shared/kefu cli/kefu_cli functions/*/app.py functions/route/sweep.py
+	$(VENV)/bin/mypy shared/kefu cli/kefu_cli functions/*/app.py functions/route/sweep.py functions/route/conversations.py
 	$(VENV)/bin/mypy local
 
 test: env lint lint-template security

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import process_partial_response
 
 from kefu import observability
-from kefu.assets import Assets
 from kefu.batch import LoggedFifoProcessor
 from kefu.config import RouteSettings, load
-from kefu.events import publisher
-from kefu.routing.accounting import Accounting
-from kefu.routing.engine import Decision, EngineSettings, RoutingEngine
+from kefu.routing.deployed import build_engine
+from kefu.routing.engine import Decision, RoutingEngine
 from kefu.routing.source import RulesSource
-from kefu.store.messages import MessageStore
-from kefu.store.routing_state import RoutingState
-from kefu.store.stats import StatsStore
-from kefu.wecom.connect import connect
 from kefu.wecom.models import parse_item
 
 if TYPE_CHECKING:  # the type only: no import at cold start
@@ -43,20 +36,7 @@ def _record(decision: Decision) -> None:
 def engine() -> RoutingEngine:
     global _engine
     if _engine is None:
-        wecom = connect(settings, on_error=observability.wecom_error_counter(SERVICE))
-        _engine = RoutingEngine(
-            wecom=wecom,
-            state=RoutingState.in_table(settings.state_table),
-            rules=rules,
-            settings=EngineSettings(welcome_max_age=settings.welcome_max_age_seconds,
-                                    roster_ttl=settings.roster_ttl_seconds),
-            record=_record,
-            transcript=MessageStore(settings.messages_table),
-            accounting=Accounting(StatsStore(settings.state_table), settings.stats_timezone,
-                                  publisher(settings.event_bus or None, time.time)),
-            media_id=Assets(settings.state_table, wecom, rules.base_dir, settings.media_bucket),
-            retention_days=settings.message_retention_days,
-        )
+        _engine = build_engine(settings, rules, _record, SERVICE)
     return _engine
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -35,6 +35,8 @@ class Settings(BaseModel):
     state_table: str = Field(alias="KEFU_STATE_TABLE", min_length=3)
     stats_timezone: str = Field(alias="KEFU_STATS_TIMEZONE", default="Asia/Shanghai")
     event_bus: str = Field(alias="KEFU_EVENT_BUS", default="")
+    # "full": message events carry the message itself (for a helpdesk); "none": only who and when.
+    event_content: Literal["none", "full"] = Field(alias="KEFU_EVENT_CONTENT", default="none")
 
     @field_validator("stats_timezone")
     @classmethod

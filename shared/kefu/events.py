@@ -14,8 +14,8 @@ from typing import Any
 from kefu import aws
 
 SOURCE = "kefu"
-EVENT_TYPES = ("message.received", "session.entered", "session.assigned", "session.ended", "rating.given",
-               "upgrade.offered")
+EVENT_TYPES = ("message.received", "message.sent", "message.failed", "session.entered", "session.assigned",
+               "session.ended", "rating.given", "upgrade.offered")
 
 Emit = Callable[[str, str, dict[str, Any]], None]  # (type, id, fields)
 

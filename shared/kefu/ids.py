@@ -35,3 +35,10 @@ def byte_len(value: str) -> int | None:
 
 # An entry from 视频号 carries no link scene: Kefu names its scene after the channel (or its shop).
 CHANNELS_SCENE_PREFIX = "channels:"
+
+EXTERNAL_USERID_RE = re.compile(r"wm[0-9A-Za-z_-]{6,62}")
+IDEMPOTENCY_KEY_RE = re.compile(r"[\x21-\x7e]{1,128}")  # printable ASCII, no spaces
+
+
+def is_external_userid(value: str) -> bool:
+    return EXTERNAL_USERID_RE.fullmatch(value) is not None

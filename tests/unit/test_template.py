@@ -19,11 +19,15 @@ def http_routes() -> dict[tuple[str, str], dict]:
     return routes
 
 
-def test_stats_requires_iam_and_nothing_else_does() -> None:
+def test_stats_and_the_conversation_api_require_iam_and_nothing_else_does() -> None:
     api = TEMPLATE.body["Resources"]["HttpApi"]["Properties"]
     assert api["Auth"]["EnableIamAuthorizer"] is True
     routes = http_routes()
-    assert routes[("GET", "/stats")]["Auth"]["Authorizer"] == "AWS_IAM"
+    signed = {("GET", "/stats"), ("GET", "/conversations"), ("GET", "/conversations/{external_userid}"),
+              ("POST", "/conversations/{external_userid}/messages"), ("POST", "/conversations/{external_userid}/transfer"),
+              ("POST", "/conversations/{external_userid}/end"), ("GET", "/customers/{external_userid}"),
+              ("GET", "/customers")}
+    assert {key for key, props in routes.items() if props.get("Auth", {}).get("Authorizer") == "AWS_IAM"} == signed
     public = {key for key, props in routes.items() if "Auth" not in props}
     assert public == {("GET", "/callback"), ("POST", "/callback"), ("GET", "/links"), ("OPTIONS", "/links")}
     assert "DefaultAuthorizer" not in api["Auth"]  # would put the public routes behind IAM too
@@ -102,7 +106,7 @@ def test_links_and_stats_reach_only_their_own_items() -> None:
 def test_only_the_route_function_may_publish_events_and_only_to_the_bus_given() -> None:
     for name, fn in TEMPLATE.resources("AWS::Serverless::Function").items():
         text = str(fn["Properties"].get("Policies"))
-        if name == "RouteFunction":  # kefu.events: only the routing engine publishes
+        if name in ("RouteFunction", "ConversationsFunction"):  # kefu.events: only the routing engine publishes
             assert "events:PutEvents" in text and "HasEventBus" in text
         else:
             assert "events:PutEvents" not in text, name

@@ -11,10 +11,14 @@ from kefu.store.stats import StatsStore
 
 
 class Accounting:
-    def __init__(self, store: StatsStore | None, timezone: str, emit: Emit = no_events) -> None:
+    def __init__(self, store: StatsStore | None, timezone: str, emit: Emit = no_events, content: bool = False) -> None:
         self._store = store
         self._timezone = timezone
         self._emit = emit
+        self._content = content  # message events carry the message itself (KEFU_EVENT_CONTENT=full)
+
+    def _with(self, fields: dict[str, object], message: dict[str, object] | None) -> dict[str, object]:
+        return {**fields, "message": message} if self._content and message is not None else fields
 
     def _count(self, event_id: str, increments: list[stats.Increment]) -> None:
         if self._store is not None:
@@ -29,12 +33,12 @@ class Accounting:
                                               "scene_param": scene_param, "send_time": at})
 
     def received(self, msgid: str, at: int, open_kfid: str, euid: str, scene: str | None, msgtype: str | None,
-                 session: str, new_session: bool) -> None:
+                 session: str, new_session: bool, message: dict[str, object] | None = None) -> None:
         if new_session:
             self._count(f"wrote#{open_kfid}#{euid}#{session}",
                         [stats.funnel(self._day(at), open_kfid, scene, "customers_wrote")])
-        self._emit("message.received", msgid, {"open_kfid": open_kfid, "external_userid": euid, "scene": scene,
-                                               "msgtype": msgtype, "send_time": at})
+        self._emit("message.received", msgid, self._with({"open_kfid": open_kfid, "external_userid": euid,
+                                                          "scene": scene, "msgtype": msgtype, "send_time": at}, message))
 
     def assigned(self, at: int, open_kfid: str, euid: str, scene: str | None, servicer: str, session: str,
                  how: str) -> None:
@@ -47,8 +51,12 @@ class Accounting:
                     "how": how, "time": at})
 
     def servicer_message(self, msgid: str, at: int, open_kfid: str, euid: str, servicer: str,
-                         session: Session) -> None:
+                         session: Session, msgtype: str | None = None, message: dict[str, object] | None = None) -> None:
         day = self._day(at)
+        self._emit("message.sent", msgid, self._with({"open_kfid": open_kfid, "external_userid": euid,
+                                                      "scene": session.scene, "sender": "servicer",
+                                                      "servicer": servicer, "msgtype": msgtype, "send_time": at},
+                                                     message))
         self._count(f"smsg#{msgid}", [stats.servicer(day, open_kfid, servicer, "messages")])
         assigned_at = session.assigned_at
         if assigned_at is not None and session.servicer == servicer and at >= assigned_at:
@@ -87,3 +95,19 @@ class Accounting:
     def send_failed(self, msgid: str, at: int, open_kfid: str, scene: str | None) -> None:
         """WeCom's msg_send_fail: a message it had accepted never reached the customer."""
         self._count(f"sendfail#{msgid}", [stats.funnel(self._day(at), open_kfid, scene, "sends_failed")])
+
+    def kefu_sent(self, msgid: str, at: int, open_kfid: str, euid: str, rule: str, message: dict[str, object],
+                  error: str | None) -> None:
+        """One of Kefu's own sends (a rule's, or the conversation API's), sent or refused."""
+        kind = "message.failed" if error else "message.sent"
+        fields: dict[str, object] = {"open_kfid": open_kfid, "external_userid": euid, "sender": "kefu", "rule": rule,
+                                     "msgtype": message.get("msgtype"), "send_time": at, "error": error}
+        self._emit(kind, msgid, self._with(fields, message))
+
+    def delivery_failed(self, event_msgid: str, at: int, open_kfid: str, euid: str | None, scene: str | None,
+                        failed_msgid: str | None, fail_type: int | None) -> None:
+        """WeCom's msg_send_fail: announced, and counted in the funnel's sends_failed."""
+        self.send_failed(event_msgid, at, open_kfid, scene)
+        self._emit("message.failed", event_msgid, {"open_kfid": open_kfid, "external_userid": euid, "scene": scene,
+                                                   "failed_msgid": failed_msgid, "fail_type": fail_type,
+                                                   "send_time": at})

@@ -195,6 +195,23 @@ class Assigner:
             self.state.pool.remove(open_kfid, session.pool_key)
         return True
 
+    def hand_to(self, open_kfid: str, euid: str, servicer: str, session: Session) -> None:
+        """An operator's transfer to a named servicer (the conversation API): no capacity rule -
+        the operator chose - but the load follows the session, as after any transfer."""
+        self._trans(open_kfid, euid, HUMAN, servicer)
+        self.state.loads.move(open_kfid, euid, session.counted, servicer)
+        now = int(self.clock())
+        self.state.sessions.update(open_kfid, euid, {
+            "state": HUMAN, "servicer": servicer, "last_servicer": servicer, "last_served_at": now, "assigned_at": now,
+        }, remove=("pool_key",))
+        if session.pool_key:
+            self.state.pool.remove(open_kfid, session.pool_key)
+
+    def hold(self, open_kfid: str, euid: str) -> None:
+        """A new session (state 0) taken by the API (state 1), as a send in state 0 does."""
+        self._trans(open_kfid, euid, ServiceState.BOT)
+        self.state.sessions.update(open_kfid, euid, {"state": ServiceState.BOT})
+
     def _trans(self, open_kfid: str, euid: str, target: int, servicer: str | None = None) -> str | None:
         """service_state/trans, settled by service_state/get when the answer leaves it open.
 

@@ -50,6 +50,12 @@ def _at(item: SyncItem, clock: Callable[[], float]) -> int:
     return int(item.send_time or clock())
 
 
+def _content(item: SyncItem) -> dict[str, Any] | None:
+    """The message an item carries, as WeCom sent it: {"msgtype": ..., <msgtype>: {...}}."""
+    body = item.raw.get(item.msgtype) if item.msgtype else None
+    return {"msgtype": item.msgtype, item.msgtype: body} if isinstance(body, dict) else None
+
+
 def ended_id(open_kfid: str, euid: str, session: Session, fallback: str) -> str:
     """What names a session's end in the statistics and events: the session, so however Kefu
     learns of the end (WeCom's event, the sweep finding it unseen, its own idle end) it counts once."""
@@ -76,13 +82,25 @@ class RoutingEngine:
         self.record = record
         self.clock = clock
         self.accounting = accounting or Accounting(None, "Asia/Shanghai")
-        self.send = Sender(wecom, state, clock, transcript, media_id, retention_days)
+        self.send = Sender(wecom, state, clock, transcript, media_id, retention_days, announce=self._announce)
         self.upgrades = Upgrader(wecom, transcript, self.accounting, clock, retention_days)
         self.assigner = Assigner(wecom, state, rules, settings, record, self.accounting, self.send, clock, sleep)
 
     @property
     def rules(self) -> Rules:
         return self._rules()
+
+    def _announce(self, said: Said, msgid: str, message: dict[str, Any], error: str | None) -> None:
+        self.accounting.kefu_sent(msgid, int(self.clock()), said.open_kfid, said.euid, said.rule, message, error)
+
+    def hand_off(self, target: Target, trigger: str) -> None:
+        """To a human - unless the rules leave the conversation to the enterprise's own system
+        (``handler: external``): then the session stays with the API and nothing is moved."""
+        if target.policy.handler == "external":
+            self.record(Decision(target.open_kfid, target.euid, target.scene, target.rule, Outcome.EXTERNAL,
+                                 detail="left to the enterprise's system (handler: external)"))
+            return
+        self.assigner.assign(target, trigger=trigger)
 
     def policy(self, open_kfid: str, session: Session) -> Policy:
         """The rules for the customer's entry: its scene and scene_param."""
@@ -126,7 +144,7 @@ class RoutingEngine:
             # the session from looking idle.
             session = session or self.state.sessions.get(open_kfid, euid)
             self.accounting.servicer_message(item.msgid, _at(item, self.clock), open_kfid, euid,
-                                             item.servicer_userid, session)
+                                             item.servicer_userid, session, item.msgtype, _content(item))
             if session.state is not None and session.state != ServiceState.ENDED:
                 self.state.sessions.update(open_kfid, euid, active_since(open_kfid, _at(item, self.clock), session))
 
@@ -195,7 +213,7 @@ class RoutingEngine:
         self.state.sessions.update(open_kfid, euid, fields, remove=("send_ids",) if fresh_window else ())
         session = session.with_fields(fields)
         self.accounting.received(item.msgid, _at(item, self.clock), open_kfid, euid, scene, item.msgtype,
-                                 str(session.name), new_session=new_session)
+                                 str(session.name), new_session=new_session, message=_content(item))
         if state in (ServiceState.POOL, ServiceState.HUMAN):
             held = Outcome.POOL if state == ServiceState.POOL else Outcome.HUMAN
             self.record(Decision(open_kfid, euid, scene, "held", held, servicer=session.servicer))
@@ -210,7 +228,7 @@ class RoutingEngine:
         """The bot's keyword rule, or a hand-off to a human (with no bot: straight to one)."""
         bot = target.policy.bot
         if bot is None:
-            self.assigner.assign(target, trigger=item.msgid)  # the queue notice's msgid: one per message
+            self.hand_off(target, item.msgid)  # the queue notice's msgid: one per message
             return
         match = decide.match_bot(bot, item.text)
         if match.outcome == "reply" and match.reply is not None:
@@ -220,8 +238,7 @@ class RoutingEngine:
             self.record(Decision(target.open_kfid, target.euid, target.scene, "bot unmatched", Outcome.IGNORED))
         else:
             rule = f"hand-off keyword {match.keyword!r}" if match.outcome == "handoff" else "bot unmatched: handoff"
-            self.assigner.assign(Target(target.open_kfid, target.euid, target.policy, target.scene, rule),
-                                 trigger=item.msgid)
+            self.hand_off(Target(target.open_kfid, target.euid, target.policy, target.scene, rule), item.msgid)
 
     def _act(self, action: Action, target: Target, trigger: str, purpose: str) -> None:
         """A bot keyword's or a menu click's action, in order: the reply, the 升级服务 offer, then
@@ -242,12 +259,12 @@ class RoutingEngine:
             if action.handoff.scene:
                 policy = self.rules.policy(open_kfid, action.handoff.scene)
                 scene = action.handoff.scene
-            self.assigner.assign(Target(open_kfid, euid, policy, target.scene,
-                                        f"{target.rule}: hand-off" + (f" to scene {scene!r}" if scene != target.scene else "")),
-                                 trigger=trigger)
+            self.hand_off(Target(open_kfid, euid, policy, target.scene,
+                                 f"{target.rule}: hand-off" + (f" to scene {scene!r}" if scene != target.scene else "")),
+                          trigger)
         elif action.end:
             session = self.state.sessions.get(open_kfid, euid)
-            self._end(open_kfid, euid, session, target.policy, f"{target.rule}: end", trigger, None)
+            self.end(open_kfid, euid, session, target.policy, f"{target.rule}: end", trigger, None)
 
     def _off_hours(self, item: SyncItem, target: Target, session: Session) -> None:
         replied = None
@@ -255,6 +272,10 @@ class RoutingEngine:
             replied = self.send.send(Said(target.open_kfid, target.euid, "off hours", item.msgid), "off-hours",
                                      target.policy.off_hours_reply)
             self.state.sessions.update(target.open_kfid, target.euid, {"off_hours_for": session.name})
+        if target.policy.handler == "external":  # the enterprise's system answers when it opens: no pool
+            self.record(Decision(target.open_kfid, target.euid, target.scene, target.rule, Outcome.EXTERNAL,
+                                 detail=f"reply {replied}" if replied else None))
+            return
         self.assigner.to_pool(item.msgid, target, detail=f"reply {replied}" if replied else None)
 
     def _menu_click(self, item: SyncItem, open_kfid: str, euid: str, session: Session, policy: Policy) -> None:
@@ -363,7 +384,8 @@ class RoutingEngine:
     def _send_failed(self, item: SyncItem, open_kfid: str, _session: Session | None) -> None:
         event = item.event_as(MsgSendFailEvent) or MsgSendFailEvent()
         session = self.state.sessions.get(open_kfid, item.external_userid) if item.external_userid else Session()
-        self.accounting.send_failed(item.msgid, _at(item, self.clock), open_kfid, session.scene)
+        self.accounting.delivery_failed(item.msgid, _at(item, self.clock), open_kfid, item.external_userid,
+                                        session.scene, event.fail_msgid, event.fail_type)
         self.record(Decision(open_kfid, item.external_userid, None, "msg_send_fail", Outcome.REPORTED,
                              detail=f"fail_type={event.fail_type} msgid={event.fail_msgid}"))
 
@@ -415,9 +437,9 @@ class RoutingEngine:
             self.assigner.drain_pool(open_kfid)  # a place came free, or the pool lost an entry
 
     def _end_idle(self, open_kfid: str, euid: str, session: Session, policy: Policy, idle_for: int) -> None:
-        self._end(open_kfid, euid, session, policy, "idle end", f"{session.name}#idle", f"no message for {idle_for} s")
+        self.end(open_kfid, euid, session, policy, "idle end", f"{session.name}#idle", f"no message for {idle_for} s")
 
-    def _end(self, open_kfid: str, euid: str, session: Session, policy: Policy, rule: str, trigger: str,
+    def end(self, open_kfid: str, euid: str, session: Session, policy: Policy, rule: str, trigger: str,
              detail: str | None) -> None:
         """End the session at WeCom, with the closing message on the code the end gives."""
         ended, code = self.assigner.end_session(open_kfid, euid, session)

@@ -23,6 +23,7 @@ class Outcome(StrEnum):
     ON_DUTY = "on duty"
     OFF_DUTY = "off duty"
     REPORTED = "reported"
+    EXTERNAL = "external"  # left to the enterprise's own system (handler: external)
 
 
 @dataclass(frozen=True)

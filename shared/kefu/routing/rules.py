@@ -149,6 +149,9 @@ class Policy(_Strict):
     closing: Closing | None = None
     menu_actions: dict[Annotated[str, AfterValidator(_bytes(CLICK_ID_MAX, 1))], Action] = Field(default_factory=dict)
     upgrade: UpgradeRule | None = None
+    # "external": the enterprise's own system (through the conversation API) serves these customers:
+    # Kefu welcomes, applies the bot and hours, but never hands a session to a WeCom servicer.
+    handler: Literal["kefu", "external"] = "kefu"
     # End a session nobody wrote in for this long (the sweep does it, with the closing message).
     idle_end_minutes: float | None = Field(default=None, gt=0, le=7 * 24 * 60)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from kefu.routing import decide
 from kefu.routing.outbound import MediaId, Message
@@ -32,6 +33,9 @@ REPEATED_ATTEMPT = 2  # the ledger holds an earlier attempt: its unit is used ag
 ALREADY_SENT = SendResult(Outcome.SENT, "already sent by an earlier attempt")
 
 
+Announce = Callable[["Said", str, dict[str, Any], "str | None"], None]  # (said, msgid, message, error)
+
+
 @dataclass(frozen=True)
 class Said:
     """Who Kefu speaks to and why: the decision's rule and the item that caused it (its msgid
@@ -45,13 +49,21 @@ class Said:
 
 class Sender:
     def __init__(self, wecom: WeComPort, state: StatePort, clock: Callable[[], float],
-                 transcript: TranscriptPort, media_id: MediaId | None = None, retention_days: int = 0) -> None:
+                 transcript: TranscriptPort, media_id: MediaId | None = None, retention_days: int = 0,
+                 announce: Announce | None = None) -> None:
         self.wecom = wecom
         self.state = state
         self.clock = clock
         self.transcript = transcript
         self.media_id = media_id
         self.retention_days = retention_days
+        self.announce = announce
+
+    def _settle(self, said: Said, msgid: str, payload: dict[str, Any], state: str, error: str | None = None) -> None:
+        """Settle the send's record, and announce it (message.sent / message.failed)."""
+        self.transcript.settle_send(msgid, state, error)
+        if self.announce is not None:
+            self.announce(said, msgid, payload, error if state == FAILED else None)
 
     def _begin(self, said: Said, msgid: str, payload: dict[str, object], via: str) -> str | None:
         return self.transcript.begin_send(kefu_record(
@@ -62,21 +74,22 @@ class Sender:
         """send_msg_on_event (a text or a menu): a code works once and dies fast, so a failure is
         reported and settled, never repeated by a later retry."""
         msgid = decide.send_id(said.cause, purpose)
-        held = self._begin(said, msgid, message.payload(), "send_msg_on_event")
+        payload = message.payload()
+        held = self._begin(said, msgid, payload, "send_msg_on_event")
         if held == RECORDED_SENT:
             return ALREADY_SENT
         if held == FAILED:
             return SendResult(Outcome.FAILED, "failed at an earlier attempt")
         try:
-            kf.send_on_event(self.wecom, code, msgid, message.payload())
+            kf.send_on_event(self.wecom, code, msgid, payload)
         except WeComError as exc:
             if exc.errcode == USED_MSGID and held == PENDING:
                 # An earlier attempt of Kefu's is on record and its answer was lost: it went through.
-                self.transcript.settle_send(msgid, RECORDED_SENT)
+                self._settle(said, msgid, payload, RECORDED_SENT)
                 return ALREADY_SENT
-            self.transcript.settle_send(msgid, FAILED, f"errcode {exc.metric_code}")
+            self._settle(said, msgid, payload, FAILED, f"errcode {exc.metric_code}")
             return SendResult(Outcome.FAILED, f"errcode {exc.metric_code}")
-        self.transcript.settle_send(msgid, RECORDED_SENT)
+        self._settle(said, msgid, payload, RECORDED_SENT)
         return SENT
 
     def send(self, said: Said, purpose: str, message: Message) -> SendResult:
@@ -101,39 +114,40 @@ class Sender:
         try:
             kf.send_msg(self.wecom, open_kfid, euid, msgid, payload)
         except WeComError as exc:
-            result = self._refused(said, msgid, exc, attempt, held)
+            result = self._refused(said, msgid, payload, exc, attempt, held)
             if result is None:
                 raise  # unclear: the record stays pending and the queue tries again
             return result
-        self.transcript.settle_send(msgid, RECORDED_SENT)
+        self._settle(said, msgid, payload, RECORDED_SENT)
         self.state.sessions.update(open_kfid, euid, {"state": ServiceState.BOT})  # a send in state 0 makes it 1
         return SENT
 
-    def _refused(self, said: Said, msgid: str, exc: WeComError, attempt: int, held: str | None) -> SendResult | None:
+    def _refused(self, said: Said, msgid: str, payload: dict[str, Any], exc: WeComError, attempt: int,
+                 held: str | None) -> SendResult | None:
         open_kfid, euid = said.open_kfid, said.euid
         if exc.errcode == SEND_WRONG_STATE:  # the cache was stale: take WeCom's state, send nothing
             actual, servicer = kf.service_state_get(self.wecom, open_kfid, euid)
             self.state.sessions.update(open_kfid, euid, {"state": actual, **({"servicer": servicer} if servicer else {})})
-            self.transcript.settle_send(msgid, FAILED, f"errcode {exc.errcode}: session in state {actual}")
+            self._settle(said, msgid, payload, FAILED, f"errcode {exc.errcode}: session in state {actual}")
             return SendResult(Outcome.NOT_SENT, f"session in state {actual} at WeCom")
         if exc.errcode in (SEND_COUNT_LIMIT, SEND_TIME_LIMIT):
             # WeCom counts the window differently from the cache (a send made elsewhere, a clock
             # apart): it will refuse every retry, so the window is closed, not retried.
             self.state.sessions.update(open_kfid, euid, {"sends": SEND_LIMIT})
-            self.transcript.settle_send(msgid, FAILED, f"errcode {exc.errcode}: window closed at WeCom")
+            self._settle(said, msgid, payload, FAILED, f"errcode {exc.errcode}: window closed at WeCom")
             return SendResult(Outcome.NOT_SENT, f"WeCom closed the send window (errcode {exc.errcode})")
         if exc.errcode in MESSAGE_REFUSED:  # the message itself: a retry is refused the same way
-            self.transcript.settle_send(msgid, FAILED, f"errcode {exc.metric_code}")
+            self._settle(said, msgid, payload, FAILED, f"errcode {exc.metric_code}")
             return SendResult(Outcome.FAILED, f"errcode {exc.metric_code}")
         if exc.errcode != USED_MSGID:
             return None
         if attempt == FIRST_ATTEMPT and held is None:  # not by Kefu: someone else used the msgid (or a bad parameter)
-            self.transcript.settle_send(msgid, FAILED, f"errcode {exc.metric_code}: msgid refused as used")
+            self._settle(said, msgid, payload, FAILED, f"errcode {exc.metric_code}: msgid refused as used")
             return SendResult(Outcome.FAILED, f"errcode {exc.metric_code}: msgid {msgid} refused as used "
                                               "(or invalid), and no earlier attempt of Kefu's is recorded")
         # An earlier attempt of Kefu's went through (its answer was lost). The state is left as it
         # is: the session may have moved on since.
-        self.transcript.settle_send(msgid, RECORDED_SENT)
+        self._settle(said, msgid, payload, RECORDED_SENT)
         return ALREADY_SENT
 
     def closing(self, said: Said, code: str, message: Message) -> SendResult:

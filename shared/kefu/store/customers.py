@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from kefu import aws
 from kefu.store import keys
 from kefu.store.dynamo import batch_get, put_all
 
@@ -12,6 +13,13 @@ from kefu.store.dynamo import batch_get, put_all
 class CustomerStore:
     def __init__(self, table_name: str) -> None:
         self._name = table_name
+
+    def by_unionid(self, unionid: str) -> list[str]:
+        """The external_userids whose profile carries ``unionid`` (the sparse ``unionid`` index)."""
+        from boto3.dynamodb.conditions import Key
+
+        found = aws.table(self._name).query(IndexName="unionid", KeyConditionExpression=Key("unionid").eq(unionid))
+        return sorted(str(item["pk"]).split("#", 1)[1] for item in found.get("Items", []))
 
     def known(self, external_userids: list[str]) -> set[str]:
         found = batch_get(self._name, (keys.customer(e) for e in external_userids), projection="pk")

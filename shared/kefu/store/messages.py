@@ -107,6 +107,12 @@ class MessageStore(TableStore):
                                     ProjectionExpression="send_state").get("Item") or {}
         return str(held.get("send_state") or PENDING)
 
+    def state_of(self, msgid: str) -> str | None:
+        """A Kefu send's ``send_state`` (None when no such send is recorded)."""
+        item = self._table.get_item(Key={"msgid": msgid}, ConsistentRead=True,
+                                    ProjectionExpression="send_state").get("Item")
+        return str(item.get("send_state") or PENDING) if item is not None else None
+
     def settle_send(self, msgid: str, state: str, error: str | None = None) -> None:
         names = {"#st": "send_state"}
         values: dict[str, Any] = {":s": state}
@@ -147,3 +153,23 @@ class MessageStore(TableStore):
     def conversation(self, open_kfid: str, external_userid: str, limit: int = 100, newest_first: bool = False,
                      start: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
         return self._query("conversation", "conv", conversation_key(open_kfid, external_userid), limit, newest_first, start)
+
+    def recent_items(self, open_kfid: str, since: int | None, limit: int,
+                     start: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """The account's items, newest first (since ``since``, unix seconds, when given)."""
+        from boto3.dynamodb.conditions import Key
+
+        condition = Key("open_kfid").eq(open_kfid)
+        if since is not None:
+            condition = condition & Key("ts").gte(f"{since:010d}")
+        args: dict[str, Any] = {"IndexName": "account", "KeyConditionExpression": condition,
+                                "ScanIndexForward": False, "Limit": limit}
+        if start:
+            args["ExclusiveStartKey"] = start
+        response = self._table.query(**args)
+        return response.get("Items", []), response.get("LastEvaluatedKey")
+
+    def entries(self, open_kfid: str, external_userid: str, limit: int = 20) -> list[dict[str, Any]]:
+        """The customer's latest entries (enter_session items), oldest first."""
+        items, _ = self._query("entries", "entry_of", conversation_key(open_kfid, external_userid), limit, True)
+        return list(reversed(items))
