@@ -81,7 +81,12 @@ ROUTES: dict[str, _Route] = {
     "kf/customer/cancel_upgrade_service": _Route("POST", "_api_cancel_upgrade_service"),
     "media/upload": _Route("POST", "_api_media_upload", multipart=True),
     "media/get": _Route("GET", "_api_media_get"),
+    # The servicer sidebar: WeCom's OAuth2 code exchange and the JS-SDK tickets.
+    "auth/getuserinfo": _Route("GET", "_api_oauth_userinfo"),
+    "get_jsapi_ticket": _Route("GET", "_api_jsapi_ticket"),
+    "ticket/get": _Route("GET", "_api_agent_ticket"),
 }
+OAUTH_CODE_TTL = 300  # WeCom: an OAuth2 code lives 5 minutes and works once
 
 # Payload bytes of one AMR-NB frame (after its one-byte header), by frame type; a frame is 20 ms.
 _AMR_FRAME_BYTES = (12, 13, 15, 17, 19, 20, 26, 31, 5, 0, 0, 0, 0, 0, 0, 0)
@@ -155,6 +160,22 @@ class ApiEndpoints(SimulatorCore):
         token = secrets.token_urlsafe(48)
         self._tokens[token] = self.now() + ACCESS_TOKEN_TTL
         return {"access_token": token, "expires_in": ACCESS_TOKEN_TTL}
+
+    def _api_oauth_userinfo(self, query: dict[str, str], _body: dict[str, Any]) -> dict[str, Any]:
+        """The member a WeCom OAuth2 code was issued to; 40029 for a code unknown, used or over
+        five minutes old (a code works once)."""
+        held = self._oauth_codes.pop(query.get("code", ""), None)
+        if held is None or self.now() - held[1] > OAUTH_CODE_TTL:
+            raise ApiError(40029, "invalid code")
+        return {"userid": held[0]}
+
+    def _api_jsapi_ticket(self, _query: dict[str, str], _body: dict[str, Any]) -> dict[str, Any]:
+        return self._ticket("corp")
+
+    def _api_agent_ticket(self, query: dict[str, str], _body: dict[str, Any]) -> dict[str, Any]:
+        if query.get("type") != "agent_config":
+            raise ApiError(40058, "invalid parameter type (agent_config)")
+        return self._ticket("agent")
 
     def _api_account_list(self, _query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
         offset = _int_field(body, "offset", 0)

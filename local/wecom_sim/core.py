@@ -61,6 +61,9 @@ def _media_kind(content_type: str) -> str:
     return "file"
 
 
+JSAPI_TICKET_TTL = 7200
+
+
 class SimulatorCore:
     """The simulated corp's state: one lock guards all of it; HTTP threads and Python callers share it."""
 
@@ -131,6 +134,8 @@ class SimulatorCore:
         self._business_cards: dict[str, float] = {}  # external_userid -> time of the last business_card sent
         self._upgrade_config: dict[str, list[Any]] = {"userids": [], "department_ids": [], "chat_ids": []}
         self._upgrade_offers: list[dict[str, Any]] = []  # every upgrade_service call that succeeded
+        self._oauth_codes: dict[str, tuple[str, float]] = {}  # OAuth2 code -> (userid, issued at); used once
+        self._jsapi_tickets: dict[str, tuple[str, float]] = {}  # "corp" / "agent" -> (ticket, issued at)
 
     # ------------------------------------------------------------------ clock
 
@@ -310,6 +315,14 @@ class SimulatorCore:
             content_type, data, filename, self.now(), kind or _media_kind(content_type), origin
         )
         return media_id
+
+    def _ticket(self, kind: str) -> dict[str, Any]:
+        """A JS-SDK ticket (``corp`` or ``agent``): the same one until its two hours are over."""
+        held = self._jsapi_tickets.get(kind)
+        if held is None or self.now() - held[1] >= JSAPI_TICKET_TTL:
+            held = (secrets.token_urlsafe(32), self.now())
+            self._jsapi_tickets[kind] = held
+        return {"ticket": held[0], "expires_in": int(JSAPI_TICKET_TTL - (self.now() - held[1]))}
 
     def _is_member(self, userid: str) -> bool:
         """A corp member the simulator knows: a servicer of any account, or one add_member added."""

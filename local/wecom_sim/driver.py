@@ -207,6 +207,22 @@ class CustomerDriver(CallbackSender):
         with self._lock:
             self._miniprogram_appids.add(appid)
 
+    def oauth_code(self, userid: str) -> str:
+        """What WeCom appends to the sidebar's URL for the member who opened it (OAuth2): a code
+        auth/getuserinfo exchanges once, within five minutes, for the userid."""
+        if not userid:
+            raise ValueError("userid is required")
+        with self._lock:
+            code = secrets.token_urlsafe(24)
+            self._oauth_codes[code] = (userid, self.now())
+            return code
+
+    def jsapi_ticket(self, kind: str = "corp") -> str:
+        """The current JS-SDK ticket (``corp``: get_jsapi_ticket; ``agent``: ticket/get
+        agent_config), as a stub of the JS-SDK checks a page's signatures with."""
+        with self._lock:
+            return str(self._ticket(kind)["ticket"])
+
     def set_upgrade_config(
         self,
         userids: list[str] | None = None,

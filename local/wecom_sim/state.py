@@ -86,6 +86,7 @@ ERRMSG: dict[int, str] = {
     40008: "invalid message type",
     40013: "invalid corpid",
     40014: "invalid access_token",
+    40029: "invalid code",
     40033: "invalid charset. please check your request, if include \\uxxxx will create fail!",
     40058: "invalid parameter",
     40096: "invalid external userid",

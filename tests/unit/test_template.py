@@ -29,7 +29,11 @@ def test_stats_and_the_conversation_api_require_iam_and_nothing_else_does() -> N
               ("GET", "/customers")}
     assert {key for key, props in routes.items() if props.get("Auth", {}).get("Authorizer") == "AWS_IAM"} == signed
     public = {key for key, props in routes.items() if "Auth" not in props}
-    assert public == {("GET", "/callback"), ("POST", "/callback"), ("GET", "/links"), ("OPTIONS", "/links")}
+    # The sidebar's routes are public to the WeCom client's web view; its reads need the token
+    # its OAuth2 sign-in gives (kefu.sidebar), and the page itself holds no data.
+    assert public == {("GET", "/callback"), ("POST", "/callback"), ("GET", "/links"), ("OPTIONS", "/links"),
+                      ("GET", "/sidebar"), ("POST", "/sidebar/session"), ("GET", "/sidebar/signature"),
+                      ("GET", "/sidebar/customer")}
     assert "DefaultAuthorizer" not in api["Auth"]  # would put the public routes behind IAM too
 
 

@@ -192,3 +192,19 @@ def upgrade_service(client: WeComApi, open_kfid: str, external_userid: str, kind
 
 def cancel_upgrade_service(client: WeComApi, open_kfid: str, external_userid: str) -> None:
     client.write("kf/customer/cancel_upgrade_service", {"open_kfid": open_kfid, "external_userid": external_userid})
+
+
+# -- the servicer sidebar (sidebar function) ------------------------------------------------------
+
+def oauth_userid(client: WeComApi, code: str) -> str | None:
+    """The member a WeCom OAuth2 code names (auth/getuserinfo); None when the code names a
+    non-member (WeCom answers an openid instead)."""
+    data = client.read("auth/getuserinfo", params={"code": code})
+    userid = data.get("userid") or data.get("UserId")
+    return str(userid) if userid else None
+
+
+def jsapi_ticket(client: WeComApi, agent: bool = False) -> tuple[str, int]:
+    """The JS-SDK ticket for wx.config (the corp's) or wx.agentConfig (the app's), and its life."""
+    data = client.read("ticket/get", params={"type": "agent_config"}) if agent else client.read("get_jsapi_ticket")
+    return str(data["ticket"]), int(data.get("expires_in", 7200))
