@@ -41,6 +41,7 @@ class SidebarSettings(Settings):
     agent_id: str = Field(alias="KEFU_WECOM_AGENT_ID", default="")
     replies: str = Field(alias="KEFU_SIDEBAR_REPLIES", default="")  # canned replies, separated by "|"
     jssdk: str = Field(alias="KEFU_SIDEBAR_JSSDK", default=DEFAULT_JSSDK)  # the JS-SDK scripts, comma-separated
+    upgrade_wording: str = Field(alias="KEFU_SIDEBAR_UPGRADE_WORDING", default="添加我为企业微信联系人，后续问题直接找我")
 
 
 SERVICE = "sidebar"
@@ -169,6 +170,42 @@ def customer() -> Response:
                                             "accounts": [a["account"] for a in view["accounts"]]})
     return _json({"external_userid": euid, **view,
                   "messages": [{**r, "summary": summary(r)} for r in rows[-RECENT:]]})
+
+
+@app.post("/sidebar/upgrade")
+def upgrade() -> Response:
+    """升级服务 from the sidebar: the servicer offers themself as a contact to the current customer,
+    recorded, counted and announced like every offer (kefu.routing.upgrades)."""
+    from kefu.events import publisher
+    from kefu.routing.accounting import Accounting
+    from kefu.routing.outbound import UpgradeOffer
+    from kefu.routing.sending import Said
+    from kefu.routing.upgrades import Upgrader
+    from kefu.store.stats import StatsStore
+
+    userid = servicer()
+    try:
+        body = json.loads(app.current_event.decoded_body or "{}")
+    except ValueError:
+        body = None
+    euid = body.get("external_userid") if isinstance(body, dict) else None
+    if not isinstance(euid, str) or not is_external_userid(euid):
+        raise HttpError(400, "invalid_external_userid", 'the body is {"external_userid": <the current customer>}')
+    accounts = cached("accounts", lambda: [str(a["open_kfid"]) for a in kf.account_list(wecom())])
+    served = accounts_served(lambda k: cached(f"roster:{k}", lambda: kf.servicer_list(wecom(), k)), accounts, userid)
+    sessions = SessionStore(settings.state_table)
+    open_sessions = [(k, s) for k in served if (s := sessions.get(k, euid)).state is not None]
+    if not open_sessions:
+        raise Denied(403, "this customer has written to none of the kf accounts you serve")
+    open_kfid, session = max(open_sessions, key=lambda pair: pair[1].window_at or 0)  # the latest conversation
+    accounting = Accounting(StatsStore(settings.state_table), settings.stats_timezone,
+                            publisher(settings.event_bus or None, time.time))
+    result = Upgrader(wecom(), messages, accounting).offer(
+        Said(open_kfid, euid, f"sidebar ({userid})", f"sidebar-{time.time_ns()}"),
+        UpgradeOffer(member=userid, wording=settings.upgrade_wording), session.scene, userid)
+    logger.info("sidebar upgrade", extra={"servicer": userid, "external_userid": euid, "open_kfid": open_kfid,
+                                          "outcome": str(result.outcome)})
+    return _json({"outcome": str(result.outcome), "detail": result.detail}, 200 if str(result.outcome) == "sent" else 409)
 
 
 @app.exception_handler(HttpError)

@@ -59,6 +59,7 @@ def browser():
 
 @pytest.fixture(scope="module")
 def customer(stack, simulator) -> str:
+    simulator.set_upgrade_config(userids=["alice", "bob"])
     simulator.add_account(open_kfid=SHOP, name="shop")
     simulator.add_servicer(SHOP, "alice")
     simulator.add_account(open_kfid=OTHER, name="other")
@@ -103,6 +104,11 @@ def test_a_servicer_sees_the_customers_scene_profile_and_history_and_sends_a_can
     assert page.evaluate("window.__agent.agentid") == "1000002"
     page.get_by_role("button", name="稍等").click()
     assert page.evaluate("window.__sent") == [{"msgtype": "text", "enterChat": True, "text": {"content": "稍等"}}]
+    # 升级服务: the servicer offers themself as a contact.
+    page.locator("button.upgrade").click()
+    page.wait_for_selector("button.upgrade[disabled]", timeout=10000)
+    (offer,) = simulator.upgrade_offers(SHOP, customer)
+    assert (offer["type"], offer["target"]) == (1, "alice")
     page.close()
 
 

@@ -33,7 +33,7 @@ def test_stats_and_the_conversation_api_require_iam_and_nothing_else_does() -> N
     # its OAuth2 sign-in gives (kefu.sidebar), and the page itself holds no data.
     assert public == {("GET", "/callback"), ("POST", "/callback"), ("GET", "/links"), ("OPTIONS", "/links"),
                       ("GET", "/sidebar"), ("POST", "/sidebar/session"), ("GET", "/sidebar/signature"),
-                      ("GET", "/sidebar/customer")}
+                      ("GET", "/sidebar/customer"), ("POST", "/sidebar/upgrade")}
     assert "DefaultAuthorizer" not in api["Auth"]  # would put the public routes behind IAM too
 
 
@@ -110,7 +110,7 @@ def test_links_and_stats_reach_only_their_own_items() -> None:
 def test_only_the_route_function_may_publish_events_and_only_to_the_bus_given() -> None:
     for name, fn in TEMPLATE.resources("AWS::Serverless::Function").items():
         text = str(fn["Properties"].get("Policies"))
-        if name in ("RouteFunction", "ConversationsFunction"):  # kefu.events: only the routing engine publishes
+        if name in ("RouteFunction", "ConversationsFunction", "SidebarFunction"):  # the engine's sends, and offers
             assert "events:PutEvents" in text and "HasEventBus" in text
         else:
             assert "events:PutEvents" not in text, name
