@@ -52,6 +52,7 @@ def positive(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from kefu_cli.conversation import parse_key
     from kefu_cli.stats import parse_day
 
     common = _common()
@@ -119,6 +120,40 @@ def build_parser() -> argparse.ArgumentParser:
     upgrade.add_argument("--group", metavar="CHAT_ID", help="offer this customer group (or auto)")
     upgrade.add_argument("--wording", default="", help="the invitation's wording")
 
+    send = commands.add_parser("send", parents=[common], help="send a message on an account's behalf "
+                               "(conversation API)",
+                               description="POST /conversations/EXTERNAL_USERID/messages: send TEXT, or the message "
+                               "of --json-message / --file (a JSON string is a text; an object names exactly one "
+                               "kind: text, msgmenu, link, miniprogram, image|video|file as {\"s3\": "
+                               "\"assets/<key>\"}, business_card, ca_link). The send is named by an idempotency key "
+                               "(default: a new one, printed on stderr): retried with --key KEY it is never sent "
+                               "twice. Refused by a WeCom rule (state, 48 h window, 5 sends): exit 1.")
+    send.add_argument("external_userid", metavar="EXTERNAL_USERID", help="the customer")
+    send.add_argument("text", metavar="TEXT", nargs="?", help="a text message")
+    send.add_argument("--account", metavar="OPEN_KFID", required=True, help="the kf account (open_kfid)")
+    send.add_argument("--json-message", metavar="JSON", help="the message as JSON")
+    send.add_argument("--file", type=Path, metavar="MESSAGE.json", help="the message as JSON in a file (- for stdin)")
+    send.add_argument("--key", type=parse_key, metavar="IDEMPOTENCY_KEY",
+                      help="the send's idempotency key (1-128 printable ASCII): give an earlier send's key to retry it")
+
+    transfer = commands.add_parser("transfer", parents=[common], help="move a session to a servicer, the pool or "
+                                   "Kefu's bot (conversation API)",
+                                   description="POST /conversations/EXTERNAL_USERID/transfer. Refused by a WeCom rule "
+                                   "(the session's state, a userid that is not the account's servicer): exit 1.")
+    transfer.add_argument("external_userid", metavar="EXTERNAL_USERID", help="the customer")
+    transfer.add_argument("--account", metavar="OPEN_KFID", required=True, help="the kf account (open_kfid)")
+    to = transfer.add_mutually_exclusive_group(required=True)
+    to.add_argument("--to-servicer", dest="servicer", metavar="USERID", help="to this servicer (state 3)")
+    to.add_argument("--to-pool", dest="to", action="store_const", const="pool", help="to the pool (state 2)")
+    to.add_argument("--to-bot", dest="to", action="store_const", const="bot",
+                    help="to Kefu, held by the API (state 1; only from state 0)")
+
+    end = commands.add_parser("end", parents=[common], help="end a session (conversation API)",
+                              description="POST /conversations/EXTERNAL_USERID/end. A session already ended (or "
+                              "unknown to Kefu) is refused: exit 1.")
+    end.add_argument("external_userid", metavar="EXTERNAL_USERID", help="the customer")
+    end.add_argument("--account", metavar="OPEN_KFID", required=True, help="the kf account (open_kfid)")
+
     link = commands.add_parser("link", parents=[common], help="a scene-tagged contact link (GET /links)",
                                description="A contact URL tagged with SCENE (and --param); --qr writes its QR code.")
     link.add_argument("scene", metavar="SCENE")
@@ -131,7 +166,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "send" and args.text is None and len(extra) == 1 and not extra[0].startswith("-"):
+        args.text = extra.pop()  # TEXT after the options: argparse took EUID alone as EUID [TEXT]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     for name, value in COMMON_DEFAULTS.items():
         if not hasattr(args, name):
             setattr(args, name, value)
@@ -147,6 +186,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error(f"upgrade {args.action}: give EXTERNAL_USERID and --account OPEN_KFID")
         if args.action == "offer" and (args.member is None) == (args.group is None):
             parser.error("upgrade offer: give --member USERID|auto or --group CHAT_ID|auto (exactly one)")
+    if args.command == "send" and sum(x is not None for x in (args.text, args.json_message, args.file)) != 1:
+        parser.error("send: give the message as TEXT, --json-message JSON or --file MESSAGE.json (exactly one)")
+    if args.command == "transfer" and args.servicer is not None:
+        args.to = "servicer"
     return args
 
 
@@ -230,6 +273,32 @@ def run(args: argparse.Namespace, target: Target) -> int:
             result = upgrade.cancel(target, args.account, args.external_userid)
         _print_json(result) if args.json else print(upgrade.render_result(result))
         return 0 if result.get("outcome", "sent") == "sent" else 1
+
+    if args.command in ("send", "transfer", "end"):
+        from kefu_cli import conversation
+
+        with _http() as http:
+            if args.command == "send":
+                message = conversation.load_message(args.text, args.json_message, args.file)
+                key = args.key or conversation.new_key()
+                if not args.key:
+                    print(f"kefu: idempotency key {key} (to retry this send without sending twice: --key {key})",
+                          file=sys.stderr)
+                reply = conversation.send(target, http, args.external_userid, args.account, message, key)
+                text = conversation.render_send(reply, args.external_userid, key) if reply.ok else ""
+            elif args.command == "transfer":
+                reply = conversation.transfer(target, http, args.external_userid, args.account, args.to, args.servicer)
+                text = conversation.render_transfer(reply, args.external_userid) if reply.ok else ""
+            else:
+                reply = conversation.end(target, http, args.external_userid, args.account)
+                text = conversation.render_end(reply, args.external_userid) if reply.ok else ""
+        if args.json:
+            _print_json(reply.body)
+        elif reply.ok:
+            print(text)
+        else:
+            print(f"kefu: {reply.problem()}", file=sys.stderr)
+        return reply.exit_code
 
     if args.command == "link":
         from kefu_cli import link

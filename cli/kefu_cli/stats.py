@@ -11,6 +11,8 @@ from datetime import date
 from typing import Any
 from urllib.parse import urlencode
 
+from kefu_cli.api import error_detail, request_headers
+from kefu_cli.api import sigv4_headers as sigv4_headers  # where it was first defined
 from kefu_cli.output import table
 from kefu_cli.target import CliError, Target
 
@@ -46,31 +48,12 @@ def query(day_from: str | None, day_to: str | None, scene: str | None, account: 
     return {k: v for k, v in params.items() if v}
 
 
-def sigv4_headers(credentials: Any, region: str, method: str, url: str) -> dict[str, str]:
-    """Authorization and X-Amz-* headers of a SigV4-signed request to API Gateway."""
-    from botocore.auth import SigV4Auth
-    from botocore.awsrequest import AWSRequest
-
-    request = AWSRequest(method=method, url=url)
-    SigV4Auth(credentials, "execute-api", region).add_auth(request)
-    return {k: v for k, v in request.headers.items()}
-
-
 def fetch(target: Target, http: Any, params: Mapping[str, str]) -> dict[str, Any]:
     url = target.url("/stats", "StatsUrl") + "?" + urlencode(params)
-    headers: dict[str, str] = {}
-    if not target.local:
-        credentials = target.session().get_credentials()
-        if credentials is None:
-            raise CliError("no AWS credentials to sign GET /stats with (it needs IAM authorization)")
-        headers = sigv4_headers(credentials.get_frozen_credentials(), target.region, "GET", url)
+    headers = request_headers(target, "GET", url, "GET /stats")
     response = http.get(url, headers=headers)
     if response.status_code != 200:
-        try:
-            body = response.json()
-            detail = body.get("message") or body.get("error") or body.get("Message") or response.text
-        except (ValueError, AttributeError):
-            detail = response.text[:200]
+        detail = error_detail(response)
         hint = ""
         if response.status_code == 403 and not target.local:
             hint = " (the caller needs execute-api:Invoke on the stack's HTTP API)"
