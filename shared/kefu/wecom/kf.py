@@ -208,3 +208,102 @@ def jsapi_ticket(client: WeComApi, agent: bool = False) -> tuple[str, int]:
     """The JS-SDK ticket for wx.config (the corp's) or wx.agentConfig (the app's), and its life."""
     data = client.read("ticket/get", params={"type": "agent_config"}) if agent else client.read("get_jsapi_ticket")
     return str(data["ticket"]), int(data.get("expires_in", 7200))
+
+
+# -- accounts and servicers as code (`kefu accounts`), department servicers, statistics ------------
+
+SERVICER_BATCH = 100  # kf/servicer/add and del take up to 100 userids and 100 departments per call
+
+
+def account_add(client: WeComApi, name: str, media_id: str) -> str:
+    """A new kf account (the calling app manages it); returns its open_kfid."""
+    data = client.write("kf/account/add", {"name": name, "media_id": media_id})
+    open_kfid = data.get("open_kfid")
+    if not isinstance(open_kfid, str) or not open_kfid:
+        raise WeComError("kf/account/add", None, "answer carries no open_kfid")
+    return open_kfid
+
+
+def account_update(client: WeComApi, open_kfid: str, name: str | None = None, media_id: str | None = None) -> None:
+    body: dict[str, Any] = {"open_kfid": open_kfid}
+    if name is not None:
+        body["name"] = name
+    if media_id is not None:
+        body["media_id"] = media_id
+    client.write("kf/account/update", body)
+
+
+def account_del(client: WeComApi, open_kfid: str) -> None:
+    client.write("kf/account/del", {"open_kfid": open_kfid})
+
+
+@dataclass(frozen=True)
+class Servicers:
+    """An account's servicers as kf/servicer/list gives them: users (userid -> receiving) and
+    departments (whose members serve)."""
+
+    users: dict[str, bool]
+    departments: tuple[int, ...]
+
+
+def servicers(client: WeComApi, open_kfid: str) -> Servicers:
+    data = client.read("kf/servicer/list", params={"open_kfid": open_kfid})
+    users: dict[str, bool] = {}
+    departments: list[int] = []
+    for entry in data.get("servicer_list") or []:
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("userid"):
+            users[str(entry["userid"])] = str(entry.get("status", 1)) == "0"
+        elif str(entry.get("department_id", "")).isdigit():
+            departments.append(int(entry["department_id"]))
+    return Servicers(users, tuple(departments))
+
+
+def servicer_change(client: WeComApi, action: str, open_kfid: str, userids: list[str],
+                    department_ids: list[int]) -> list[dict[str, Any]]:
+    """kf/servicer/add or del (``action``) in WeCom's batches; the per-item results
+    ({userid | department_id, errcode, errmsg}) of every batch. A batch's items succeed or fail
+    one by one: the top-level answer can be a success while some items failed."""
+    if action not in ("add", "del"):
+        raise ValueError("action is add or del")
+    results: list[dict[str, Any]] = []
+    for start in range(0, max(len(userids), len(department_ids)), SERVICER_BATCH):
+        body: dict[str, Any] = {"open_kfid": open_kfid}
+        users, departments = userids[start : start + SERVICER_BATCH], department_ids[start : start + SERVICER_BATCH]
+        if users:
+            body["userid_list"] = users
+        if departments:
+            body["department_id_list"] = departments
+        data = client.write(f"kf/servicer/{action}", body)
+        results.extend(r for r in data.get("result_list") or [] if isinstance(r, dict))
+    return results
+
+
+def department_members(client: WeComApi, department_id: int) -> list[str]:
+    """The userids of a department and its sub-departments (user/simplelist); a WeCom error
+    60011 means the app may not read that department (its visible range)."""
+    data = client.read("user/simplelist", params={"department_id": str(department_id), "fetch_child": "1"})
+    return [str(u["userid"]) for u in data.get("userlist") or [] if isinstance(u, dict) and u.get("userid")]
+
+
+def corp_statistic(client: WeComApi, start_time: int, end_time: int, open_kfid: str | None = None) -> list[dict[str, Any]]:
+    """kf/get_corp_statistic: one {stat_time, statistic} per day (statistic absent for a day not
+    computed or without data); days are midnight timestamps, from yesterday back 180 days."""
+    body: dict[str, Any] = {"start_time": start_time, "end_time": end_time}
+    if open_kfid:
+        body["open_kfid"] = open_kfid
+    return list(client.read("kf/get_corp_statistic", body).get("statistic_list") or [])
+
+
+def servicer_statistic(client: WeComApi, open_kfid: str, start_time: int, end_time: int,
+                       servicer_userid: str | None = None) -> list[dict[str, Any]]:
+    body: dict[str, Any] = {"open_kfid": open_kfid, "start_time": start_time, "end_time": end_time}
+    if servicer_userid:
+        body["servicer_userid"] = servicer_userid
+    return list(client.read("kf/get_servicer_statistic", body).get("statistic_list") or [])
+
+
+def corp_qualification(client: WeComApi) -> dict[str, Any]:
+    """kf/get_corp_qualification: what the corp may do (e.g. wechat_channels_binding)."""
+    return dict(client.read("kf/get_corp_qualification"))
