@@ -155,7 +155,7 @@ def customer() -> Response:
     if not is_external_userid(euid):
         raise HttpError(400, "invalid_external_userid", "external_userid is the current customer's (wm...)")
     accounts = cached("accounts", lambda: [str(a["open_kfid"]) for a in kf.account_list(wecom())])
-    served = accounts_served(lambda k: cached(f"roster:{k}", lambda: kf.servicer_list(wecom(), k)), accounts, userid)
+    served = accounts_served(lambda k: cached(f"roster:{k}", lambda: kf.duty_roster(wecom(), k)), accounts, userid)
     view = reader.customer(euid, served)
     view["accounts"] = [a for a in view["accounts"] if a["entries"] or a["session"]]
     if not view["accounts"]:
@@ -192,7 +192,7 @@ def upgrade() -> Response:
     if not isinstance(euid, str) or not is_external_userid(euid):
         raise HttpError(400, "invalid_external_userid", 'the body is {"external_userid": <the current customer>}')
     accounts = cached("accounts", lambda: [str(a["open_kfid"]) for a in kf.account_list(wecom())])
-    served = accounts_served(lambda k: cached(f"roster:{k}", lambda: kf.servicer_list(wecom(), k)), accounts, userid)
+    served = accounts_served(lambda k: cached(f"roster:{k}", lambda: kf.duty_roster(wecom(), k)), accounts, userid)
     sessions = SessionStore(settings.state_table)
     open_sessions = [(k, s) for k in served if (s := sessions.get(k, euid)).state is not None]
     if not open_sessions:

@@ -35,6 +35,9 @@ class FakeWeCom:
     sent: list[dict[str, Any]] = field(default_factory=list)
     msgids: set[str] = field(default_factory=set)
     upgrade_range: dict[str, list[str]] = field(default_factory=lambda: {"userids": [], "chat_ids": []})
+    departments: dict[str, list[int]] = field(default_factory=dict)  # open_kfid -> servicing departments
+    members: dict[int, list[str]] = field(default_factory=dict)  # department -> userids
+    hidden: set[int] = field(default_factory=set)  # departments the app may not read (60011)
     offers: list[dict[str, Any]] = field(default_factory=list)
 
     def fail(self, path: str, error: WeComError, executed: bool = False) -> None:
@@ -48,8 +51,15 @@ class FakeWeCom:
             state, servicer = self.states.get((query["open_kfid"], query["external_userid"]), (0, None))
             return {"errcode": 0, "service_state": state, "servicer_userid": servicer or ""}
         if path == "kf/servicer/list":
-            on = self.servicers.get((params or {})["open_kfid"], {})
-            return {"errcode": 0, "servicer_list": [{"userid": u, "status": 0 if r else 1} for u, r in on.items()]}
+            open_kfid = (params or {})["open_kfid"]
+            on = self.servicers.get(open_kfid, {})
+            return {"errcode": 0, "servicer_list": [{"userid": u, "status": 0 if r else 1} for u, r in on.items()]
+                    + [{"department_id": d} for d in self.departments.get(open_kfid, [])]}
+        if path == "user/simplelist":
+            department = int((params or {})["department_id"])
+            if department in self.hidden:
+                raise WeComError(path, 60011, "no privilege to access/modify contact/party/agent")
+            return {"errcode": 0, "userlist": [{"userid": u} for u in self.members.get(department, [])]}
         if path == "kf/customer/get_upgrade_service_config":
             return {"errcode": 0, "member_range": {"userid_list": list(self.upgrade_range["userids"])},
                     "groupchat_range": {"chat_id_list": list(self.upgrade_range["chat_ids"])}}
@@ -73,7 +83,8 @@ class FakeWeCom:
             target, servicer = body["service_state"], body.get("servicer_userid")
             if target not in ALLOWED[current] or (target == 3 and current == 3 and holder == servicer):
                 raise WeComError(path, INVALID_STATE_TRANSITION, f"invalid service state transition {current} -> {target}")
-            if target == 3 and not self.servicers.get(body["open_kfid"], {}).get(servicer or ""):
+            by_department = any(servicer in self.members.get(d, []) for d in self.departments.get(body["open_kfid"], []))
+            if target == 3 and not (self.servicers.get(body["open_kfid"], {}).get(servicer or "") or by_department):
                 raise WeComError(path, NOT_A_SERVICER, "user is not servicer")
             self.states[key] = (target, servicer if target == 3 else None)
             return {"errcode": 0, "msg_code": f"code-{key[1]}-{target}" if target in (2, 3, 4) else ""}

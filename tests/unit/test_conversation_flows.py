@@ -211,3 +211,17 @@ def test_an_offer_is_counted_once_and_announced_as_upgrade_offered() -> None:
     assert {(i.field, i.sk) for i in increments} == {("upgrades_offered", f"{K}#poster"),
                                                     ("upgrades_offered", f"{K}#alice")}
     assert len(w.wecom.offers) == 1
+
+
+def test_a_customer_is_routed_to_a_member_of_a_servicing_department() -> None:
+    from tests.unit.fakes import FakeState as State
+
+    wecom = FakeWeCom(servicers={K: {}}, departments={K: [7, 8]}, members={7: ["dora"], 8: ["mallory"]}, hidden={8})
+    decisions: list[Decision] = []
+    rules = parse_rules('accounts: {"*": {}}')
+    engine = RoutingEngine(wecom, State(), lambda: rules, EngineSettings(trans_backoff=0), decisions.append,
+                           FakeTranscript(), clock=Clock(), sleep=lambda _s: None)
+    engine.handle(parse_item({"msgid": "m1", "open_kfid": K, "external_userid": "c1", "origin": 3, "msgtype": "text",
+                              "text": {"content": "hi"}, "send_time": 1_800_000_000}))
+    assert wecom.states[(K, "c1")] == (3, "dora")  # a member of department 7; department 8 cannot be read
+    assert engine.assigner.roster(K) == {"dora": True}

@@ -65,12 +65,13 @@ class Assigner:
         self.clock, self.sleep = clock, sleep
 
     def roster(self, open_kfid: str) -> dict[str, bool]:
-        """Who is on duty: the stored roster while fresh, else kf/servicer/list."""
+        """Who is on duty: the stored roster while fresh, else kf/servicer/list with the members
+        of the account's servicing departments."""
         held = self.state.rosters.get(open_kfid)
         now = self.clock()
         if held is not None and now - held[1] < self.settings.roster_ttl:
             return held[0]
-        fresh = kf.servicer_list(self.wecom, open_kfid)
+        fresh = kf.duty_roster(self.wecom, open_kfid, held[0] if held is not None else None)
         self.state.rosters.save(open_kfid, fresh, now)
         return fresh
 

@@ -27,6 +27,7 @@ TOKEN_ERRORS = frozenset({BAD_SECRET, 40014, 42001})
 # call, read or write, may be repeated after them.
 RETRYABLE_ERRORS = frozenset({SYSTEM_BUSY, 45009, 45033})
 IP_NOT_TRUSTED = 60020
+NO_CONTACT_PERMISSION = 60011  # the app may not read this member or department (its visible range)
 # WeCom refused the message itself (a media id it does not know, a field over its limit, a menu
 # it cannot show, one business card per 48 h, an appid not linked): the same message is refused
 # again on every retry, so the send is settled as failed rather than retried.

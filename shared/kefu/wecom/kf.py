@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from kefu.wecom.client import WeComClient
-from kefu.wecom.errors import WeComError
+from kefu.wecom.errors import NO_CONTACT_PERMISSION, WeComError
 
 
 class WeComApi(Protocol):
@@ -307,3 +307,23 @@ def servicer_statistic(client: WeComApi, open_kfid: str, start_time: int, end_ti
 def corp_qualification(client: WeComApi) -> dict[str, Any]:
     """kf/get_corp_qualification: what the corp may do (e.g. wechat_channels_binding)."""
     return dict(client.read("kf/get_corp_qualification"))
+
+
+def duty_roster(client: WeComApi, open_kfid: str, previous: dict[str, bool] | None = None) -> dict[str, bool]:
+    """Who serves the account, userid -> receiving: its users as kf/servicer/list gives them, and
+    the members of its servicing departments (user/simplelist). The list gives no status for a
+    department's members: they count as receiving until a servicer_status_change says otherwise
+    (``previous``, the stored roster, keeps what such an event said). A department the app may not
+    read (60011, outside its visible range) adds nobody; `kefu preflight` says so."""
+    listed = servicers(client, open_kfid)
+    roster = dict(listed.users)
+    for department in listed.departments:
+        try:
+            members = department_members(client, department)
+        except WeComError as exc:
+            if exc.errcode == NO_CONTACT_PERMISSION:
+                continue
+            raise
+        for userid in members:
+            roster.setdefault(userid, (previous or {}).get(userid, True))
+    return roster
