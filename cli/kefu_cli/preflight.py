@@ -102,8 +102,14 @@ def _check_wecom(target: Target, secret: str, report: Report) -> None:
             report.egress_ip = report.egress_ip or found.egress_ip
             report.add("kf accounts", "fail", found.summary, found.remedy)
             return
+        _check_accounts(accounts, report)
+        _check_qualification(wecom, target, report)
+        _check_departments(wecom, [str(a.get("open_kfid")) for a in accounts if a.get("manage_privilege")], report)
     finally:
         wecom.close()
+
+
+def _check_accounts(accounts: list[dict[str, Any]], report: Report) -> None:
     report.accounts = [{"open_kfid": str(a.get("open_kfid")), "name": str(a.get("name") or ""),
                         "manage_privilege": bool(a.get("manage_privilege"))} for a in accounts]
     managed = [a for a in report.accounts if a["manage_privilege"]]
@@ -118,6 +124,51 @@ def _check_wecom(target: Target, secret: str, report: Report) -> None:
                    ["Accounts not managed by this app are ignored; to run one with Kefu: " + assign])
     else:
         report.add("kf accounts", "ok", f"{len(managed)} account(s), all managed by this app")
+
+
+def _check_qualification(wecom: WeCom, target: Target, report: Report) -> None:
+    """kf/get_corp_qualification: how many customers the corp may serve, and what would lift it."""
+    from kefu.wecom import kf
+    from kefu.wecom.errors import WeComError
+
+    try:
+        qualification = kf.corp_qualification(wecom.client)
+    except WeComError as exc:
+        report.add("qualification", "warn", f"kf/get_corp_qualification: {diagnose(exc, target).summary}")
+        return
+    if qualification.get("wechat_channels_binding"):
+        report.add("qualification", "ok", "a 视频号 is bound: no limit on the customers 微信客服 may serve")
+        return
+    report.add("qualification", "warn", "no 视频号 is bound: the customers 微信客服 may serve are limited "
+               "(WeCom's guide: 100 in all for an unverified corp, 10,000 for a verified one)", [
+                   "Verify the corp (企业验证, in the admin console), then bind a 视频号 to 微信客服 "
+                   "(微信客服 -> 视频号): a verified corp with a 视频号 bound serves without a limit.",
+                   "Until then, links and entries from 视频号 do not reach this corp's kf accounts."])
+
+
+def _check_departments(wecom: WeCom, managed: list[str], report: Report) -> None:
+    """Servicing departments: Kefu routes to their members only where the app may read them."""
+    from kefu.wecom import kf
+    from kefu.wecom.errors import NO_CONTACT_PERMISSION, WeComError
+
+    unreadable: list[str] = []
+    departments = 0
+    for open_kfid in managed:
+        for department in kf.servicers(wecom.client, open_kfid).departments:
+            departments += 1
+            try:
+                kf.department_members(wecom.client, department)
+            except WeComError as exc:
+                if exc.errcode != NO_CONTACT_PERMISSION:
+                    raise
+                unreadable.append(f"{department} ({open_kfid})")
+    if unreadable:
+        report.add("servicing departments", "warn", f"the app may not read department(s) {', '.join(unreadable)}: "
+                   "Kefu cannot route to their members", [
+                       "In the admin console, widen the app's visible range (应用管理 -> the app -> 可见范围) to "
+                       "those departments, or add their members as servicers one by one."])
+    elif departments:
+        report.add("servicing departments", "ok", f"{departments} department(s) serve; their members are routed to")
 
 
 def _check_callback(target: Target, http: Any, report: Report) -> None:

@@ -74,7 +74,7 @@ def test_preflight_succeeds_against_the_simulator(stack, simulator) -> None:
     done = kefu("preflight")
     assert done.returncode == 0, explain(done)
     out = done.stdout
-    for line in ("✓ corp id", "✓ secrets", "✓ access token", "✓ kf accounts", "✓ callback URL"):
+    for line in ("✓ corp id", "✓ secrets", "✓ access token", "✓ kf accounts", "✓ qualification", "✓ callback URL"):
         assert line in out, explain(done)
     assert f"✓ {ACCOUNT}  CLI desk  (managed by this app)" in out
     assert "answers as Kefu" in out and out.rstrip().endswith("preflight passed")
@@ -82,7 +82,19 @@ def test_preflight_succeeds_against_the_simulator(stack, simulator) -> None:
     report = json.loads(kefu("preflight", "--json").stdout)
     assert report["ok"] is True and report["egress_ip"] is None
     assert {"open_kfid": ACCOUNT, "name": "CLI desk", "manage_privilege": True} in report["accounts"]
-    assert [c["status"] for c in report["checks"]] == ["ok"] * 5
+    assert [c["status"] for c in report["checks"]] == ["ok"] * 6
+
+
+def test_preflight_reports_what_the_corps_qualification_means(stack, simulator) -> None:
+    simulator.set_qualification(verified=True, wechat_channels_binding=False)
+    try:
+        done = kefu("preflight")
+    finally:
+        simulator.set_qualification(verified=True, wechat_channels_binding=True)
+    assert done.returncode == 0, explain(done)  # a warning, not a failure
+    assert "! qualification  no 视频号 is bound" in done.stdout or "qualification  no 视频号 is bound" in done.stdout
+    assert "100 in all for an unverified corp, 10,000 for a verified one" in done.stdout
+    assert "企业验证" in done.stdout and "bind a 视频号" in done.stdout
 
 
 def test_preflight_reports_60020_with_the_egress_ip_and_the_remedy(stack, simulator) -> None:
