@@ -161,6 +161,21 @@ def build_parser() -> argparse.ArgumentParser:
     link.add_argument("--account", help="open_kfid or alias (default: the stack's default account)")
     link.add_argument("--qr", type=Path, metavar="FILE.png", help="write the QR code as PNG")
     link.add_argument("--size", type=positive, help="QR width in pixels (default: the stack's LinkQrSize)")
+
+    accounts = commands.add_parser("accounts", parents=[common], help="kf accounts, servicers and links as "
+                                   "config/accounts.yaml says (plan, apply)",
+                                   description="plan: compare the file with WeCom (accounts found by name; "
+                                   "servicers; the avatar by the digest the last apply recorded; stored links) "
+                                   "and show what apply would change. apply: make it so - add and update accounts "
+                                   "(avatar uploaded first), servicers in batches of 100 with per-userid results, "
+                                   "links through GET /links - then print LinkAccounts. Accounts this app may not "
+                                   "manage are never touched; accounts not in the file are deleted only with "
+                                   "--delete, and one with open sessions only with --force too.")
+    accounts.add_argument("action", choices=["plan", "apply"])
+    accounts.add_argument("--file", type=Path, default=Path("config") / "accounts.yaml", metavar="ACCOUNTS.yaml",
+                          help="the accounts file (default config/accounts.yaml, else the project's)")
+    accounts.add_argument("--delete", action="store_true", help="delete the managed accounts the file does not name")
+    accounts.add_argument("--force", action="store_true", help="with --delete: also those with open sessions")
     return parser
 
 
@@ -188,6 +203,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
             parser.error("upgrade offer: give --member USERID|auto or --group CHAT_ID|auto (exactly one)")
     if args.command == "send" and sum(x is not None for x in (args.text, args.json_message, args.file)) != 1:
         parser.error("send: give the message as TEXT, --json-message JSON or --file MESSAGE.json (exactly one)")
+    if args.command == "accounts" and args.force and not args.delete:
+        parser.error("accounts: --force only matters with --delete (it deletes accounts with open sessions too)")
     if args.command == "transfer" and args.servicer is not None:
         args.to = "servicer"
     return args
@@ -307,6 +324,23 @@ def run(args: argparse.Namespace, target: Target) -> int:
             answer = link.run(target, http, args.scene, args.scene_param, args.account, args.qr, args.size)
         _print_json(answer) if args.json else print(link.render(answer))
         return 0
+
+    if args.command == "accounts":
+        from kefu_cli import accounts
+
+        args.file = accounts.resolve_file(args.file)
+        if args.action == "plan":
+            plan = accounts.plan(target, args.file, args.delete, args.force)
+            if args.json:
+                _print_json(accounts.plan_json(plan, args.file))
+            else:
+                print(accounts.render_plan(plan, args.file, target))
+            return 1 if plan.blocked else 0
+        with _http() as http:
+            plan, applied, links = accounts.apply(target, http, args.file, args.delete, args.force)
+        result = accounts.apply_json(plan, applied, links, args.file)
+        _print_json(result) if args.json else print(accounts.render_apply(plan, applied, links, args.file, target))
+        return 0 if result["ok"] else 1
 
     raise CliError(f"unknown command {args.command}", exit_code=2)  # pragma: no cover - argparse refuses first
 

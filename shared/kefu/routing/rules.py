@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -23,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from kefu import yamllines
 from kefu.routing import outbound
 from kefu.routing.outbound import CLICK_ID_MAX, Action, Message, OnEventMessage, PoolMessage, UpgradeRule, _bytes
 
@@ -255,56 +255,18 @@ def _merge_account(default: dict[str, Any], override: dict[str, Any]) -> dict[st
 
 # -- loading with line numbers ----------------------------------------------------------------
 
-class _LineLoader(yaml.SafeLoader):
-    pass
-
-
-def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    mapping = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in mapping:
-            raise RulesError(f"line {key_node.start_mark.line + 1}: duplicate key {key!r}")
-        mapping[key] = loader.construct_object(value_node, deep=deep)
-    return mapping
-
-
-_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-def _lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
-    out.setdefault(path, node.start_mark.line + 1)  # a key's own line, where the key is (not its value's)
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = key_node.value
-            out[(*path, key)] = key_node.start_mark.line + 1
-            _lines(value_node, (*path, key), out)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _lines(item, (*path, index), out)
-
-
 def _where(lines: dict[tuple[Any, ...], int], path: tuple[Any, ...]) -> str:
-    for cut in range(len(path), -1, -1):
-        if path[:cut] in lines:
-            return f"line {lines[path[:cut]]}"
-    return "line ?"
+    return yamllines.where(lines, path)
 
 
 def parse_rules(text: str, source: str = "rules", base_dir: Path | None = None) -> Rules:
     """``base_dir``: where asset paths are read from (the rules file's directory); None for rules
     that come from an SSM parameter, which may name S3 assets only."""
     try:
-        data = yaml.load(text, Loader=_LineLoader)  # nosec B506 - _LineLoader is a SafeLoader subclass
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        raise RulesError(f"{source}: not valid YAML: {exc}") from None
-    except RulesError as exc:  # a duplicate key, found while loading: name the file as every error does
-        raise RulesError(f"{source} {exc}") from None
-    data = data or {}
-    lines: dict[tuple[Any, ...], int] = {}
-    if node is not None:
-        _lines(node, (), lines)
+        doc = yamllines.LinedYaml(text, source)
+    except yamllines.YamlFileError as exc:
+        raise RulesError(str(exc)) from None
+    data, lines = doc.data or {}, doc.lines
     if not isinstance(data, dict):
         raise RulesError(f"{source}: the top level must be a mapping with 'accounts'")
     unknown = set(data) - {"timezone", "accounts"}

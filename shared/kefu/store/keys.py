@@ -15,6 +15,8 @@ StateTable items (pk / sk):
 - ``rpool#<open_kfid>`` / ``<pooled_at ms, 15 digits>#<external_userid>`` - the waiting pool, oldest first
 - ``counted#<event id>`` / ``c`` - a statistics event already counted
 - ``upload#<digest of the asset>`` / ``m`` - a rules asset's media_id at WeCom, while it lives
+- ``kfaccount#<open_kfid>`` / ``applied`` - what `kefu accounts apply` last made of an account: its
+  alias, name and the SHA-256 of the avatar it uploaded (kefu.accounts_plan)
 - ``funnel#<day>`` / ``<open_kfid>#<scene>`` and ``servicer#<day>`` / ``<open_kfid>#<userid>`` - figures
 MessagesTable: ``msgid``; its ``conv`` attribute is ``<open_kfid>#<external_userid>``.
 """
@@ -102,3 +104,8 @@ def conversation(open_kfid: str, external_userid: str) -> str:
 def upload(digest: str) -> Key:
     """A rules asset uploaded to WeCom (kefu.assets): its media_id while it lives."""
     return {"pk": f"upload#{digest}", "sk": "m"}
+
+
+def kf_account(open_kfid: str) -> Key:
+    """What `kefu accounts apply` last made of an account (kefu.accounts_plan.Applied)."""
+    return {"pk": f"kfaccount#{open_kfid}", "sk": "applied"}
