@@ -43,6 +43,30 @@ Choices made where WeCom documents nothing (kept in one place so clients can rel
   answers 40058; an offer needs the customer to have entered or written to that account within
   48 h, else 95002; cancelling with no offer outstanding answers 40058.
 
+* Accounts: ``kf/account/add`` works only once the app manages an account (48002 before), takes
+  a name of 1..16 printable characters, not blank (95006) and an unexpired image the corp stored
+  as avatar (40007); 5000 accounts per corp (95005), 10 while unverified (95027). The avatar URL in
+  account/list is derived from the media_id. An account the app does not manage
+  (``add_account(manage_privilege=False)``) shows in account/list only: every call naming it
+  answers 48002, unfiltered sync_msg leaves out its items and no callback is sent for it.
+  ``kf/account/update`` with nothing to change answers 40058. ``kf/account/del`` refuses an
+  account with a session in state 1, 2 or 3 (95013); after it, the account answers 95004.
+* Servicers: per-item results (60111 unknown userid, 60123 unknown department, 60011 outside the
+  app's visible range, errmsg "ignored" when already as asked); more than 100 ids in a list, or
+  no id at all, answers 40058. An account has at most 500 servicers, counting the members of
+  servicing departments and their sub-departments (95020, an unpublished code). Only a servicing
+  department's own members serve (service_state/trans, driver); they start receiving and
+  ``set_servicer_status`` changes them. trans to a servicer outside the visible range answers 60011.
+* Contact list (``add_department``, ``add_member``, ``set_visible_departments``): department 1 is
+  the root; a member in no department is in it; a member's name is their userid. user/simplelist
+  answers 60123 for an unknown department and 60011 outside the visible range.
+* Statistics (``set_statistic``): days in China time, from yesterday back 180 days, at most 31
+  days a query (40058); a day's figures show from 06:00 the next day. get_servicer_statistic
+  needs open_kfid, and a servicer_userid must be a known member (60111).
+* Qualification (``set_qualification``): get_corp_qualification answers wechat_channels_binding
+  only. Sends to a customer past the corp's cap (100 unverified, 10,000 without a bound 视频号,
+  counted in the order the simulator first knew customers) answer 95003.
+
 What WeCom does that a client cannot see, for tests of a client whose cache drifts from WeCom
 (the client must recover by asking WeCom, e.g. service_state/get, or by pulling with sync_msg):
 
@@ -63,7 +87,8 @@ What WeCom does that a client cannot see, for tests of a client whose cache drif
 Each of these is also a ``/sim/<action>`` admin endpoint.
 
 Layout: ``state`` (limits, ERRMSG, the records kept), ``core`` (the state and the helpers that
-change it), ``api`` (the ``/cgi-bin/...`` endpoints), ``server`` (HTTP and ``/sim/...`` admin),
+change it), ``api`` (the ``/cgi-bin/...`` endpoints), ``management`` (accounts, servicers, contact list,
+statistics, qualification), ``server`` (HTTP and ``/sim/...`` admin),
 ``driver`` (the customer side), ``callbacks`` (signed callback POSTs) and ``simulator`` (the
 ``WeComSimulator`` facade that puts them together, and ``main``).
 """

@@ -45,6 +45,8 @@ from local.wecom_sim.state import (
     SEND_MSGTYPES,
     SESSION_WINDOW,
     TEXT_MAX,
+    UNBOUND_MAX_CUSTOMERS,
+    UNVERIFIED_MAX_CUSTOMERS,
     UPGRADE_GROUP,
     UPGRADE_MEMBER,
     URL_MAX,
@@ -68,7 +70,17 @@ class _Route:
 ROUTES: dict[str, _Route] = {
     "gettoken": _Route("GET", "_api_gettoken", needs_token=False),
     "kf/account/list": _Route("POST", "_api_account_list"),
+    # The management endpoints (accounts, servicers, contact list, statistics) are in management.py.
+    "kf/account/add": _Route("POST", "_api_account_add"),
+    "kf/account/update": _Route("POST", "_api_account_update"),
+    "kf/account/del": _Route("POST", "_api_account_del"),
     "kf/servicer/list": _Route("GET", "_api_servicer_list"),
+    "kf/servicer/add": _Route("POST", "_api_servicer_add"),
+    "kf/servicer/del": _Route("POST", "_api_servicer_del"),
+    "user/simplelist": _Route("GET", "_api_user_simplelist"),
+    "kf/get_corp_statistic": _Route("POST", "_api_corp_statistic"),
+    "kf/get_servicer_statistic": _Route("POST", "_api_servicer_statistic"),
+    "kf/get_corp_qualification": _Route("GET", "_api_corp_qualification"),
     "kf/add_contact_way": _Route("POST", "_api_add_contact_way"),
     "kf/sync_msg": _Route("POST", "_api_sync_msg"),
     "kf/service_state/get": _Route("POST", "_api_service_state_get"),
@@ -192,11 +204,10 @@ class ApiEndpoints(SimulatorCore):
 
     def _api_servicer_list(self, query: dict[str, str], _body: dict[str, Any]) -> dict[str, Any]:
         account = self._api_account(query.get("open_kfid", ""))
-        return {
-            "servicer_list": [
-                {"userid": s.userid, "status": s.status, "stop_type": s.stop_type} for s in account.servicers.values()
-            ]
-        }
+        users: list[dict[str, Any]] = [
+            {"userid": s.userid, "status": s.status, "stop_type": s.stop_type} for s in account.servicers.values()
+        ]
+        return {"servicer_list": users + [{"department_id": d} for d in account.departments]}
 
     def _api_add_contact_way(self, _query: dict[str, str], body: dict[str, Any]) -> dict[str, Any]:
         account = self._api_account(body.get("open_kfid"))
@@ -259,7 +270,11 @@ class ApiEndpoints(SimulatorCore):
 
         def visible(index: int) -> bool:
             kfid, item = self._log[index]
-            return (not open_kfid or kfid == open_kfid) and item.get("send_time", 0) >= cutoff
+            if open_kfid:
+                return kfid == open_kfid and item.get("send_time", 0) >= cutoff
+            # Unfiltered, only the accounts this app manages (a deleted account's items are gone).
+            account = self._accounts.get(kfid)
+            return account is not None and account.manage_privilege and item.get("send_time", 0) >= cutoff
 
         out: list[dict[str, Any]] = []
         index, end = position, len(self._log)
@@ -290,9 +305,13 @@ class ApiEndpoints(SimulatorCore):
         if target not in ALLOWED_TRANSITIONS[current]:
             raise ApiError(95016, f"invalid service state transition {current} -> {target}")
         if target == HUMAN:
-            servicer = account.servicers.get(servicer_userid) if isinstance(servicer_userid, str) else None
+            # A servicer in their own name, or a member of a department that serves the account.
+            servicer = self._servicer_of(account, servicer_userid) if isinstance(servicer_userid, str) else None
             if servicer is None or servicer.status != 0:
                 raise ApiError(95014, f"user is not servicer or not receiving: {servicer_userid!r}")
+            if not self._member_visible(servicer_userid):
+                # The reference: servicers the app operates must be inside its visible range.
+                raise ApiError(60011, f"servicer {servicer_userid} is outside the app's visible range")
             if current == HUMAN and session.servicer_userid == servicer_userid:
                 raise ApiError(95016, "session already with this servicer")
         session.state = target
@@ -312,6 +331,8 @@ class ApiEndpoints(SimulatorCore):
             raise ApiError(40058, "missing parameter touser")
         if touser not in self._customers:
             raise ApiError(40096)
+        if not self._within_capacity(touser):
+            raise ApiError(95003, "consultation capacity out of limit: the corp's verification or 视频号 binding")
         msgtype = self._check_payload(body, SEND_MSGTYPES)
         msgid = self._check_msgid(account, body.get("msgid"))
         session = self._session(account.open_kfid, touser)
@@ -343,8 +364,10 @@ class ApiEndpoints(SimulatorCore):
         code = self._codes.get(code_value) if isinstance(code_value, str) else None
         if code is None or code.used or now >= code.expires_at:
             raise ApiError(40058, "invalid code: unknown, already used or expired")
+        account = self._api_account(code.open_kfid)
+        if not self._within_capacity(code.external_userid):
+            raise ApiError(95003, "consultation capacity out of limit: the corp's verification or 视频号 binding")
         msgtype = self._check_payload(body, CODE_MSGTYPES[code.kind])
-        account = self._accounts[code.open_kfid]
         msgid = self._check_msgid(account, body.get("msgid"))
         session = self._session(code.open_kfid, code.external_userid)
         if code.state is not None and (session.state != code.state or session.generation != code.generation):
@@ -489,10 +512,25 @@ class ApiEndpoints(SimulatorCore):
     # ------------------------------------------------------------------ validation helpers
 
     def _api_account(self, open_kfid: Any) -> _Account:
+        """The account a call names, which this app must manage: unknown -> 95000, deleted
+        (kf/account/del) -> 95004. An account the app does not manage answers 48002 on every call
+        that names it (only account/list shows it): the reference says only API-managed accounts
+        can be operated and publishes no errcode for trying; reads of it (servicer/list,
+        service_state/get, sync_msg, statistics) are refused too, the stricter reading."""
         account = self._accounts.get(open_kfid) if isinstance(open_kfid, str) else None
         if account is None:
-            raise ApiError(95000)
+            raise ApiError(95004 if isinstance(open_kfid, str) and open_kfid in self._deleted_accounts else 95000)
+        if not account.manage_privilege:
+            raise ApiError(48002, f"api forbidden: kf account {account.open_kfid} is not managed by this app")
         return account
+
+    def _within_capacity(self, external_userid: str) -> bool:
+        """Whether the corp's kf may serve this customer: unverified corps serve 100 customers
+        (cumulative), verified ones without a bound 视频号 10,000. The simulator counts customers
+        in the order it first knew them and refuses sends to those past the cap (95003)."""
+        cap = None if self._verified and self._channels_bound else \
+            UNBOUND_MAX_CUSTOMERS if self._verified else UNVERIFIED_MAX_CUSTOMERS
+        return cap is None or list(self._customers).index(external_userid) < cap
 
     def _api_customer(self, body: dict[str, Any]) -> str:
         euid = _str_field(body, "external_userid")

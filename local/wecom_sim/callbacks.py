@@ -143,7 +143,9 @@ class CallbackSender(SimulatorCore):
 
     def _notify(self, open_kfid: str) -> None:
         with self._lock:
-            if not (self.auto_callback and self.callback_url):
+            account = self._accounts.get(open_kfid)
+            # WeCom tells an app only of the accounts it manages.
+            if not (self.auto_callback and self.callback_url) or account is None or not account.manage_privilege:
                 return
             reason = self._lose_callback(open_kfid)
             if reason is not None:

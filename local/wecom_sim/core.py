@@ -27,6 +27,7 @@ from local.wecom_sim.state import (
     DEMO_TOKEN,
     HUMAN,
     NEW,
+    ROOT_DEPARTMENT,
     SESSION_WINDOW,
     ApiError,
     _Account,
@@ -136,6 +137,13 @@ class SimulatorCore:
         self._upgrade_offers: list[dict[str, Any]] = []  # every upgrade_service call that succeeded
         self._oauth_codes: dict[str, tuple[str, float]] = {}  # OAuth2 code -> (userid, issued at); used once
         self._jsapi_tickets: dict[str, tuple[str, float]] = {}  # "corp" / "agent" -> (ticket, issued at)
+        self._deleted_accounts: set[str] = set()  # open_kfids kf/account/del removed (they answer 95004)
+        self._departments: dict[int, int | None] = {ROOT_DEPARTMENT: None}  # department id -> parent id
+        self._visible_departments: set[int] | None = None  # the app's visible range (None: the whole corp)
+        self._verified = True  # the corp passed WeCom's verification (企业认证)
+        self._channels_bound = True  # a 视频号 is bound to the corp
+        # (kind "corp" | "servicer", day midnight, open_kfid, servicer_userid) -> the figures of that day
+        self._statistics: dict[tuple[str, int, str | None, str | None], dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ clock
 
@@ -192,7 +200,10 @@ class SimulatorCore:
                     {
                         "open_kfid": a.open_kfid,
                         "name": a.name,
+                        "manage_privilege": a.manage_privilege,
+                        "avatar_media_id": a.avatar_media_id,
                         "servicers": [{"userid": s.userid, "status": s.status} for s in a.servicers.values()],
+                        "departments": list(a.departments),
                     }
                     for a in self._accounts.values()
                 ],
@@ -209,10 +220,70 @@ class SimulatorCore:
         return account
 
     def _require_servicer(self, open_kfid: str, userid: str) -> _Servicer:
-        servicer = self._require_account(open_kfid).servicers.get(userid)
+        servicer = self._servicer_of(self._require_account(open_kfid), userid)
         if servicer is None:
             raise ValueError(f"{userid} is not a servicer of {open_kfid}")
         return servicer
+
+    def _servicer_of(self, account: _Account, userid: str) -> _Servicer | None:
+        """The account's servicer ``userid``: a servicer in their own name, or a member of a
+        department that serves the account. Only the department's own members count, not those of
+        its sub-departments: WeCom does not say, and this is the stricter reading."""
+        servicer = account.servicers.get(userid)
+        if servicer is not None:
+            return servicer
+        if not account.departments or not self._is_member(userid):
+            return None
+        if not self._member_departments(userid).intersection(account.departments):
+            return None
+        return account.department_servicers.setdefault(userid, _Servicer(userid))
+
+    def _member_departments(self, userid: str) -> set[int]:
+        """The departments of a known member; one known with none is in the root department."""
+        return set(self._members.get(userid) or ()) or {ROOT_DEPARTMENT}
+
+    def _subtree(self, department_id: int) -> set[int]:
+        """A department and all the departments below it."""
+        found = {department_id}
+        grew = True
+        while grew:
+            below = {d for d, parent in self._departments.items() if parent in found} - found
+            found |= below
+            grew = bool(below)
+        return found
+
+    def _department_visible(self, department_id: int) -> bool:
+        """Whether the app may read the department: it, or a department above it, is in the
+        app's visible range."""
+        if self._visible_departments is None:
+            return True
+        current: int | None = department_id
+        while current is not None:
+            if current in self._visible_departments:
+                return True
+            current = self._departments.get(current)
+        return False
+
+    def _member_visible(self, userid: str) -> bool:
+        return any(self._department_visible(d) for d in self._member_departments(userid))
+
+    def _known_members(self) -> list[str]:
+        """Every member the simulator knows, in the order it learnt of them."""
+        members = dict.fromkeys(self._members)
+        for account in self._accounts.values():
+            members.update(dict.fromkeys(account.servicers))
+        return list(members)
+
+    def _serving_users(self, account: _Account) -> set[str]:
+        """The people who serve the account, for its servicer cap: the direct servicers and the
+        members of its departments and their sub-departments (the wider count, as stricter)."""
+        served = set(account.servicers)
+        if account.departments:
+            reach: set[int] = set()
+            for department_id in account.departments:
+                reach |= self._subtree(department_id)
+            served.update(u for u in self._known_members() if self._member_departments(u) & reach)
+        return served
 
     def _customer(self, external_userid: str, nickname: str | None = None) -> _Customer:
         customer = self._customers.get(external_userid)

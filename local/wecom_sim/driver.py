@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from datetime import datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from local.wecom_sim.callbacks import CallbackSender
 from local.wecom_sim.state import (
+    CORP_STAT_FIELDS,
     END_CODE_TTL,
     ENDED,
     HUMAN,
@@ -18,6 +20,9 @@ from local.wecom_sim.state import (
     NEW,
     POOL,
     REPLY_CODE_TTL,
+    ROOT_DEPARTMENT,
+    SERVICER_STAT_FIELDS,
+    STAT_TZ_OFFSET,
     WELCOME_CODE_TTL,
     _Account,
     _byte_len,
@@ -49,6 +54,9 @@ class CustomerDriver(CallbackSender):
         manage_privilege: bool = True,
         avatar: str | None = None,
     ) -> str:
+        """An account that exists at WeCom already (made in the admin console). With
+        ``manage_privilege=False`` it is assigned to another app: account/list shows it, every
+        other call naming it answers 48002, and no callback is sent for it."""
         with self._lock:
             kfid = open_kfid or _random_id("wk", 30)
             if kfid in self._accounts:
@@ -70,6 +78,7 @@ class CustomerDriver(CallbackSender):
             raise ValueError("status is 0 (receiving) or 1 (stopped)")
         with self._lock:
             self._require_account(open_kfid).servicers[userid] = _Servicer(userid, status, stop_type)
+            self._members.setdefault(userid, set())
 
     def set_servicer_status(self, open_kfid: str, userid: str, receiving: bool, stop_type: int = 0) -> str:
         """Change a servicer's status and log a servicer_status_change event (1 receiving, 2 stopped)."""
@@ -197,7 +206,100 @@ class CustomerDriver(CallbackSender):
         if not userid:
             raise ValueError("userid is required")
         with self._lock:
-            self._members.setdefault(userid, set()).update(int(d) for d in department_ids or ())
+            departments = {int(d) for d in department_ids or ()}
+            for department_id in departments - set(self._departments):
+                self._new_department(department_id, ROOT_DEPARTMENT)  # under the root, as add_department
+            self._members.setdefault(userid, set()).update(departments)
+
+    def add_department(self, department_id: int, members: list[str] | None = None, parent: int | None = None) -> None:
+        """Make a department (under ``parent``, default the root department 1, which always
+        exists) and put ``members`` in it; they become known corp members (add_member). A
+        department that exists already takes the members (a different parent is an error). A
+        member who is in no department is in the root department."""
+        if isinstance(department_id, bool) or not isinstance(department_id, int) or department_id < 1:
+            raise ValueError("department_id is a positive integer")
+        if any(not isinstance(m, str) or not m for m in members or ()):
+            raise ValueError("members are userids")
+        with self._lock:
+            if department_id in self._departments:
+                if parent is not None and self._departments[department_id] != parent:
+                    raise ValueError(f"department {department_id} exists under {self._departments[department_id]}")
+            else:
+                self._new_department(department_id, ROOT_DEPARTMENT if parent is None else parent)
+            for userid in members or ():
+                self._members.setdefault(userid, set()).add(department_id)
+
+    def set_visible_departments(self, department_ids: list[int] | None = None) -> None:
+        """The app's visible range (可见范围): these departments and those below them (None: the
+        whole corp, the default). user/simplelist of a department outside it answers 60011, as do
+        servicer/add and del (per item) and service_state/trans for a member outside it."""
+        with self._lock:
+            if department_ids is None:
+                self._visible_departments = None
+                return
+            unknown = {int(d) for d in department_ids} - set(self._departments)
+            if unknown:
+                raise ValueError(f"unknown departments {sorted(unknown)}")
+            self._visible_departments = {int(d) for d in department_ids}
+
+    def set_statistic(
+        self,
+        day: str,
+        open_kfid: str | None,
+        figures: dict[str, Any] | None,
+        servicer_userid: str | None = None,
+        kind: str | None = None,
+    ) -> None:
+        """What kf/get_corp_statistic (``kind`` "corp") or kf/get_servicer_statistic ("servicer")
+        will report for ``day`` ('YYYY-MM-DD', China time): the corp's total (open_kfid None) or
+        an account's, a servicer's (servicer_userid) or all the account's servicers' (kind
+        "servicer" without servicer_userid). ``kind`` defaults to "servicer" when a
+        servicer_userid is given, else "corp". Figures use the documented field names only; None
+        clears the day. A day without figures has no ``statistic`` key; a day's figures show from
+        06:00 the next day."""
+        kind = kind or ("servicer" if servicer_userid else "corp")
+        if kind not in ("corp", "servicer"):
+            raise ValueError("kind is corp or servicer")
+        if kind == "corp" and servicer_userid:
+            raise ValueError("a servicer_userid goes with kind servicer")
+        if kind == "servicer" and not open_kfid:
+            raise ValueError("servicer statistics are per account: give open_kfid")
+        try:
+            parsed = datetime.strptime(day, "%Y-%m-%d")
+        except (TypeError, ValueError) as exc:
+            raise ValueError("day is 'YYYY-MM-DD'") from exc
+        midnight = int(parsed.replace(tzinfo=timezone(timedelta(seconds=STAT_TZ_OFFSET))).timestamp())
+        if figures is not None:
+            allowed = CORP_STAT_FIELDS if kind == "corp" else SERVICER_STAT_FIELDS
+            unknown = set(figures) - allowed
+            if unknown:
+                raise ValueError(f"not {kind} statistic fields: {sorted(unknown)}")
+            if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in figures.values()):
+                raise ValueError("figures are numbers")
+        with self._lock:
+            if open_kfid:
+                self._require_account(open_kfid)
+            key = (kind, midnight, open_kfid or None, servicer_userid or None)
+            if figures is None:
+                self._statistics.pop(key, None)
+            else:
+                self._statistics[key] = dict(figures)
+
+    def set_qualification(self, verified: bool = True, wechat_channels_binding: bool = True) -> dict[str, Any]:
+        """The corp's standing at WeCom (default: verified, 视频号 bound). Unverified: at most 10
+        kf accounts (account/add answers 95027) and 100 customers served, cumulative; verified
+        without a bound 视频号: 10,000 customers. Sends to a customer past the cap (counted in the
+        order the simulator first knew them) answer 95003. Returns what get_corp_qualification
+        answers."""
+        with self._lock:
+            self._verified = bool(verified)
+            self._channels_bound = bool(wechat_channels_binding)
+            return {"wechat_channels_binding": self._channels_bound}
+
+    def _new_department(self, department_id: int, parent: int) -> None:
+        if parent not in self._departments:
+            raise ValueError(f"unknown parent department {parent}")
+        self._departments[department_id] = parent
 
     def link_miniprogram(self, appid: str) -> None:
         """Link a mini program to the corp: only linked appids may be sent (miniprogram messages

@@ -10,13 +10,13 @@ from typing import Any
 
 import httpx
 
-from local.wecom_sim.api import ApiEndpoints
 from local.wecom_sim.driver import CustomerDriver
+from local.wecom_sim.management import ManagementEndpoints
 from local.wecom_sim.server import HttpFrontEnd, _Handler, _Server
 from local.wecom_sim.state import CONFIGURABLE, _Fault, _normalize_path
 
 
-class WeComSimulator(HttpFrontEnd, ApiEndpoints, CustomerDriver):
+class WeComSimulator(HttpFrontEnd, ManagementEndpoints, CustomerDriver):
     """The simulated corp: one lock guards all state; HTTP threads and Python callers share it."""
 
     # ------------------------------------------------------------------ lifecycle

@@ -61,6 +61,39 @@ MENU_CLICK_MAX, MENU_VIEW_CONTENT_MAX, MENU_TEXT_MAX = 128, 1024, 256
 MENU_CLICK_ID_MAX = 64
 BUSINESS_CARD_WINDOW = 48 * 3600
 UPGRADE_MEMBER, UPGRADE_GROUP = 1, 2
+# Accounts (kf/account/add): a name of 1..16 characters, an avatar media_id of up to 128 bytes;
+# 5000 accounts per corp, 10 while the corp is unverified.
+ACCOUNT_NAME_MAX, AVATAR_MEDIA_ID_MAX = 16, 128
+MAX_ACCOUNTS, UNVERIFIED_MAX_ACCOUNTS = 5000, 10
+# Servicers: kf/servicer/add and del take up to 100 userids and 100 departments per call. The
+# reference gives two unconfirmed caps per account (500 in an older doc, 2000 in a 2022 guide);
+# the simulator keeps the lower one and counts the people who serve (direct servicers and the
+# members of servicing departments and their sub-departments). WeCom publishes no errcode for
+# going over it: 95020 is the simulator's pick.
+SERVICER_BATCH_MAX = 100
+MAX_SERVICERS_PER_ACCOUNT = 500
+SERVICERS_OVER_LIMIT = 95020
+ROOT_DEPARTMENT = 1
+# Customers a kf of the corp may serve, cumulative: 100 while unverified, 10,000 when verified
+# without a bound 视频号 (None: no limit, verified and bound).
+UNVERIFIED_MAX_CUSTOMERS, UNBOUND_MAX_CUSTOMERS = 100, 10_000
+# Statistics: days are counted in China time (UTC+8, no daylight saving); a query reaches from
+# yesterday back 180 days and spans at most 31 days (both ends included). A day's figures are
+# given from 06:00 the next day (WeCom computes them overnight).
+STAT_TZ_OFFSET = 8 * 3600
+STAT_DAYS_BACK, STAT_MAX_SPAN_DAYS = 180, 31
+STAT_READY_AFTER = 6 * 3600
+CORP_STAT_FIELDS = frozenset(
+    {"session_cnt", "customer_cnt", "customer_msg_cnt", "upgrade_service_customer_cnt", "ai_session_reply_cnt",
+     "ai_transfer_rate", "ai_knowledge_hit_rate", "msg_rejected_customer_cnt"}
+)
+SERVICER_STAT_FIELDS = frozenset(
+    {"session_cnt", "customer_cnt", "customer_msg_cnt", "reply_rate", "first_reply_average_sec",
+     "satisfaction_investgate_cnt", "satisfaction_participation_rate", "satisfied_rate", "middling_rate",
+     "dissatisfied_rate", "upgrade_service_customer_cnt", "upgrade_service_member_invite_cnt",
+     "upgrade_service_member_customer_cnt", "upgrade_service_groupchat_invite_cnt",
+     "upgrade_service_groupchat_customer_cnt", "msg_rejected_customer_cnt"}
+)
 MENU_ITEM_TYPES = frozenset({"click", "view", "miniprogram", "text"})
 # Message types each kind of send_msg_on_event code accepts.
 CODE_MSGTYPES: dict[str, frozenset[str]] = {
@@ -100,19 +133,28 @@ ERRMSG: dict[int, str] = {
     45033: "api concurrent out of limit",
     47001: "data format error",
     48002: "api forbidden",
+    60011: "no privilege to access/modify contact/party/agent",
     60020: "not allow to access from your ip",
     60111: "userid not found",
+    60123: "invalid party id",
     90207: "invalid miniprogram appid",
     95000: "invalid open_kfid",
     95001: "send msg count limit",
     95002: "send msg time limit",
+    95003: "consultation capacity out of limit",
+    95004: "open_kfid not exist",
+    95005: "kf account count out of limit",
+    95006: "invalid kf account name",
     95007: "invalid msg token",
     95008: "msgmenu item count out of limit",
     95009: "invalid msgmenu item type",
+    95013: "session not ended",
     95014: "user is not servicer",
     95016: "invalid service state transition",
     95018: "send msg session status invalid",
+    95020: "servicer count out of limit",
     95025: "business card send limit: one per customer in 48 hours",
+    95027: "unverified corp: kf account count out of limit",
 }
 
 MEDIA_CONTENT_TYPES = {
@@ -152,6 +194,10 @@ ADMIN_ACTIONS = frozenset(
         "link_miniprogram",
         "set_upgrade_config",
         "upgrade_offers",
+        "add_department",
+        "set_visible_departments",
+        "set_statistic",
+        "set_qualification",
     }
 )
 CONFIGURABLE = frozenset(
@@ -181,9 +227,13 @@ class _Account:
     open_kfid: str
     name: str
     avatar: str
-    manage_privilege: bool
+    manage_privilege: bool  # this app may operate the account (else the API answers 48002)
     servicers: dict[str, _Servicer] = field(default_factory=dict)
     msgids: set[str] = field(default_factory=set)
+    avatar_media_id: str | None = None  # the media_id the avatar was set from (kf/account/add, update)
+    departments: list[int] = field(default_factory=list)  # departments whose members serve
+    # The status of the members of those departments, as they serve (made receiving on first use).
+    department_servicers: dict[str, _Servicer] = field(default_factory=dict)
 
 
 @dataclass
