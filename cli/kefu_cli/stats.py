@@ -1,4 +1,5 @@
-"""`kefu stats`: GET /stats as tables - the scene funnel per day and account, and per servicer.
+"""`kefu stats`: GET /stats as tables - the scene funnel per day and account, and per servicer;
+WeCom's own figures of the same days (T+1), and where WeCom's and Kefu's disagree.
 
 Deployed, the route is protected with AWS_IAM: the request is signed with SigV4 (service
 execute-api) using the caller's AWS credentials. The local stack serves it without auth.
@@ -25,6 +26,11 @@ SERVICERS = [("day", "day"), ("open_kfid", "account"), ("servicer", "servicer"),
              ("first_response_avg_seconds", "avg first resp"), ("ratings", "ratings"), ("rating_avg", "avg rating"),
              ("upgrades_offered", "upgrades")]
 KEYS = 3  # the leading columns that name a row; the rest are figures
+# WeCom's figures (kefu.wecom_stats): an account's row holds get_corp_statistic ("statistic") and the
+# account's servicers together ("servicer_statistic"); a servicer's row its own "statistic".
+WECOM = ["day", "account", "servicer", "sessions", "human", "customers", "cust msgs", "reply rate", "first reply",
+         "upgraded", "rejected"]
+ACCOUNT_ROW = "(account)"
 
 
 def parse_day(text: str) -> str:
@@ -118,6 +124,69 @@ def _table(rows: Sequence[Mapping[str, Any]], columns: list[tuple[str, str]], av
     return table([label for _, label in columns], body, right=range(KEYS, len(columns)))
 
 
+def _rate(value: Any) -> Any:
+    return f"{value:.0%}" if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _figures(row: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = row.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _wecom_cells(row: Mapping[str, Any]) -> list[Any]:
+    own = _figures(row, "statistic")
+    if row.get("no_data"):  # WeCom computed the day and counted nothing for the account
+        return [row.get("day"), row.get("open_kfid"), ACCOUNT_ROW, 0, 0, 0, 0, None, None, 0, 0]
+    if row.get("servicer") is None:  # the account: sessions from the account, service from its servicers
+        name, sessions, service = ACCOUNT_ROW, own.get("session_cnt"), _figures(row, "servicer_statistic")
+        human = service.get("session_cnt")
+    else:  # a servicer: every session of theirs reached a human
+        name, sessions, human, service = row["servicer"], None, own.get("session_cnt"), own
+    first = service.get("first_reply_average_sec")
+    return [row.get("day"), row.get("open_kfid"), name, sessions, human, own.get("customer_cnt"),
+            own.get("customer_msg_cnt"), _rate(service.get("reply_rate")), duration(first) if first is not None else None,
+            own.get("upgrade_service_customer_cnt"), own.get("msg_rejected_customer_cnt")]
+
+
+def _wecom_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    ordered = sorted(rows, key=lambda r: (str(r.get("day")), str(r.get("open_kfid")), r.get("servicer") is not None,
+                                          str(r.get("servicer") or "")))
+    return table(WECOM, [_wecom_cells(r) for r in ordered], right=range(KEYS, len(WECOM)))
+
+
+def _disagreement_lines(items: Sequence[Mapping[str, Any]]) -> list[str]:
+    lines = []
+    for d in sorted(items, key=lambda d: (str(d.get("day")), str(d.get("open_kfid")), str(d.get("servicer") or ""))):
+        kefu = d.get("kefu")
+        ours = " ".join(f"{k}={v}" for k, v in kefu.items()) if isinstance(kefu, dict) else str(kefu)
+        who = d.get("servicer") or ACCOUNT_ROW
+        lines.append(f"{d.get('day')}  {d.get('open_kfid')}  {who}  {d.get('figure')}: WeCom {d.get('wecom')}, "
+                     f"Kefu {ours} (tolerance {d.get('tolerance')})")
+        lines.append(f"  {d.get('message')}")
+    return lines
+
+
+def render_wecom(data: Mapping[str, Any]) -> list[str]:
+    """The WeCom table and the disagreements (nothing from a stack whose /stats predates them)."""
+    if "wecom" not in data:
+        return []
+    rows = [r for r in data.get("wecom") or [] if isinstance(r, dict)]
+    zone = data.get("wecom_timezone") or "Asia/Shanghai"
+    lines = ["", f"WeCom (T+1, days in {zone})"]
+    lines.append(_wecom_table(rows) if rows else "(none yet: WeCom gives a day's figures the next day)")
+    found = [d for d in data.get("disagreements") or [] if isinstance(d, dict)]
+    lines += ["", "Disagreements (WeCom vs Kefu)"]
+    skipped = [str(d) for d in data.get("not_compared") or []]
+    if skipped:
+        lines.append(f"(not compared: {', '.join(skipped)} - the stack counts days in {data.get('timezone')}, "
+                     f"WeCom in {zone})")
+    if found:
+        lines += _disagreement_lines(found)
+    elif not skipped:
+        lines.append("(they agree within tolerance)" if rows else "(nothing to compare)")
+    return lines
+
+
 def render(data: Mapping[str, Any]) -> str:
     funnel = [r for r in data.get("funnel") or [] if isinstance(r, dict)]
     servicers = [r for r in data.get("servicers") or [] if isinstance(r, dict)]
@@ -128,4 +197,5 @@ def render(data: Mapping[str, Any]) -> str:
     lines.append(_table(servicers, SERVICERS, {"rating_avg": "ratings",
                                                "first_response_avg_seconds": "first_responses"})
                  if servicers else "(no figures in this range)")
+    lines += render_wecom(data)
     return "\n".join(lines)

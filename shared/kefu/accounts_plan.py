@@ -581,7 +581,8 @@ def apply_plan(plan: Plan, client: AccountsApi, records: AppliedRecords, open_se
     steps: list[Step] = []
 
     def upload(change: Change) -> str:
-        assert change.avatar_file is not None and change.avatar is not None
+        if change.avatar_file is None or change.avatar is None:
+            raise ValueError(f"{change.alias}: no avatar to upload")  # make_plan gives every add and avatar update one
         data = read_file(change.avatar_file)
         content_type = IMAGE_TYPES.get(change.avatar_file.suffix.lower(), "image/jpeg")
         media_id, _ = kf.media_upload(client, "image", Path(change.avatar).name, data, content_type)
@@ -596,7 +597,8 @@ def apply_plan(plan: Plan, client: AccountsApi, records: AppliedRecords, open_se
                 records.put(open_kfid, Applied(change.alias, change.name, change.avatar_digest))
                 steps.append(Step(change, True, open_kfid, f"added {open_kfid} {change.name!r}"))
             elif change.kind == UPDATE:
-                assert open_kfid is not None
+                if open_kfid is None:
+                    raise ValueError(f"{change.alias}: the account to update is not known")
                 media_id = upload(change) if change.avatar is not None else None
                 if change.rename_from is not None or media_id is not None:
                     kf.account_update(client, open_kfid, name=change.name if change.rename_from is not None else None,
@@ -622,7 +624,8 @@ def apply_plan(plan: Plan, client: AccountsApi, records: AppliedRecords, open_se
             elif change.kind == LINKS:
                 continue  # made through the stack's GET /links by the caller, once the accounts exist
             elif change.kind == DELETE:
-                assert open_kfid is not None
+                if open_kfid is None:
+                    raise ValueError("the account to delete is not known")
                 sessions = 0 if plan.force else open_sessions(open_kfid)
                 if sessions:
                     steps.append(Step(change, False, open_kfid, f"not deleted: {sessions} session(s) opened since the "

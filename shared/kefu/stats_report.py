@@ -1,11 +1,12 @@
-"""GET /stats: validate the query and assemble the per-day funnel and servicer rows."""
+"""GET /stats: validate the query and assemble the per-day funnel and servicer rows, WeCom's own
+figures of those days (T+1) and where the two disagree."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from kefu import stats
+from kefu import stats, wecom_stats
 from kefu.errors import HttpError
 from kefu.ids import CHANNELS_SCENE_PREFIX, is_alias, is_scene
 from kefu.store.stats import StatsStore
@@ -43,12 +44,29 @@ def _is_channels_scene(scene: str) -> bool:
 
 
 def report(store: StatsStore, days: list[str], account: str | None, scene: str | None, timezone: str) -> dict[str, Any]:
-    funnel, servicers = [], []
+    """Kefu's funnel and servicer rows, WeCom's rows of the same days (kefu.wecom_stats, T+1), and
+    where the two disagree. A scene narrows Kefu's funnel only: WeCom counts per account, so the
+    comparison always sets WeCom's figures against all of the account's scenes."""
+    funnel, servicers, wecom = [], [], []
+    every_scene: list[dict[str, Any]] = []
+    every_servicer: list[dict[str, Any]] = []
     for day in days:
-        funnel += [stats.funnel_row(i) for i in store.day_items("funnel", day, account)
-                   if scene is None or i.get("scene") == scene]
-        if scene is None:
-            servicers += [stats.servicer_row(i) for i in store.day_items("servicer", day, account)]
+        rows = [stats.funnel_row(i) for i in store.day_items("funnel", day, account)]
+        every_scene += rows
+        funnel += [r for r in rows if scene is None or r["scene"] == scene]
+        theirs = [wecom_stats.row(i) for i in store.day_items(wecom_stats.KIND, day, account)]
+        wecom += theirs
+        if scene is None or theirs:
+            day_servicers = [stats.servicer_row(i) for i in store.day_items("servicer", day, account)]
+            every_servicer += day_servicers
+            if scene is None:
+                servicers += day_servicers
     funnel.sort(key=lambda r: (r["day"], r["open_kfid"], r["scene"]))
     servicers.sort(key=lambda r: (r["day"], r["open_kfid"], r["servicer"]))
-    return {"from": days[0], "to": days[-1], "timezone": timezone, "funnel": funnel, "servicers": servicers}
+    wecom.sort(key=lambda r: (r["day"], r["open_kfid"], r["servicer"] is not None, r["servicer"] or ""))
+    # A Kefu day is WeCom's day only where the stats timezone keeps China time's offset.
+    comparable = [r for r in wecom if wecom_stats.zone_is_wecoms(timezone, r["day"])]
+    return {"from": days[0], "to": days[-1], "timezone": timezone, "funnel": funnel, "servicers": servicers,
+            "wecom": wecom, "wecom_timezone": wecom_stats.WECOM_ZONE,
+            "disagreements": wecom_stats.disagreements(comparable, every_scene, every_servicer),
+            "not_compared": sorted({r["day"] for r in wecom} - {r["day"] for r in comparable})}

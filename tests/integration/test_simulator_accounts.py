@@ -304,7 +304,7 @@ def test_user_simplelist_lists_a_department_and_optionally_its_children(
     sim.add_department(20, ["ann"])
     sim.add_department(21, ["ben"], parent=20)
     sim.add_member("cat", [20, 21])
-    assert kfapi.department_members(client, 20) == ["ann", "ben", "cat"]  # fetch_child=1
+    assert kfapi.department_members(client, 20, children=True) == ["ann", "ben", "cat"]  # fetch_child=1
     direct = api.get("user/simplelist", department_id="20", fetch_child="0").json()
     assert direct["errcode"] == 0
     assert direct["userlist"] == [{"userid": "ann", "name": "ann", "department": [20]},
@@ -331,7 +331,7 @@ def test_the_visible_range_limits_the_contact_list_and_servicer_changes(
     assert errcode_of(lambda: kfapi.service_state_trans(client, kf, euid, 3, "alice")) == 60011  # root only
     kfapi.service_state_trans(client, kf, euid, 3, "in1")
     sim.set_visible_departments(None)
-    assert len(kfapi.department_members(client, 1)) == 4
+    assert len(kfapi.department_members(client, 1, children=True)) == 4
 
 
 # ---------------------------------------------------------------- statistics

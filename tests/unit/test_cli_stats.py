@@ -94,3 +94,70 @@ def test_sigv4_signs_for_execute_api() -> None:
     assert auth.startswith("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/")
     assert "/ap-east-1/execute-api/aws4_request" in auth and "SignedHeaders=" in auth and "Signature=" in auth
     assert headers["X-Amz-Security-Token"] == "session-token" and "X-Amz-Date" in headers
+
+
+# -- WeCom's own figures (T+1) and the disagreements ----------------------------------------------
+
+WECOM: dict[str, Any] = {
+    **CANNED, "wecom_timezone": "Asia/Shanghai", "not_compared": [],
+    "wecom": [
+        {"day": "2026-03-01", "open_kfid": "wkSALES", "servicer": "alice", "read_at": 1,
+         "statistic": {"session_cnt": 4, "customer_cnt": 4, "customer_msg_cnt": 20, "reply_rate": 1,
+                       "first_reply_average_sec": 95, "upgrade_service_customer_cnt": 0}},
+        {"day": "2026-03-01", "open_kfid": "wkSALES", "servicer": None, "read_at": 1,
+         "statistic": {"session_cnt": 12, "customer_cnt": 9, "customer_msg_cnt": 40, "upgrade_service_customer_cnt": 1,
+                       "msg_rejected_customer_cnt": 0},
+         "servicer_statistic": {"session_cnt": 4, "reply_rate": 0.75, "first_reply_average_sec": 17.5}},
+        {"day": "2026-03-02", "open_kfid": "wkSALES", "servicer": None, "read_at": 1, "statistic": None,
+         "servicer_statistic": {"session_cnt": 1}},
+    ],
+    "disagreements": [
+        {"day": "2026-03-01", "open_kfid": "wkSALES", "servicer": None, "figure": "sessions", "wecom": 12,
+         "kefu": {"customers_wrote": 4, "sessions_assigned": 1}, "tolerance": 2,
+         "message": "WeCom counted 12 sessions in which customers wrote, Kefu saw customers write in 4."},
+    ],
+}
+
+
+def _section(text: str, title: str) -> list[str]:
+    lines = text.splitlines()
+    start = lines.index(title) + 1
+    end = next((i for i in range(start, len(lines)) if not lines[i]), len(lines))
+    return lines[start:end]
+
+
+def test_wecom_table_beside_kefus() -> None:
+    text = stats.render(WECOM)
+    assert _section(text, "Servicers")[-1].split()[0] == "total"  # Kefu's tables as before
+    rows = [line.split() for line in _section(text, "WeCom (T+1, days in Asia/Shanghai)")]
+    assert rows[0] == ["day", "account", "servicer", "sessions", "human", "customers", "cust", "msgs", "reply", "rate",
+                       "first", "reply", "upgraded", "rejected"]
+    assert rows[2:] == [
+        # the account first: its sessions (get_corp_statistic), its servicers' together (get_servicer_statistic)
+        ["2026-03-01", "wkSALES", "(account)", "12", "4", "9", "40", "75%", "18s", "1", "0"],
+        ["2026-03-01", "wkSALES", "alice", "-", "4", "4", "20", "100%", "1m", "35s", "0", "-"],
+        ["2026-03-02", "wkSALES", "(account)", "-", "1", "-", "-", "-", "-", "-", "-"],  # corp figures not in yet
+    ]
+
+
+def test_disagreements_name_both_figures_and_say_why() -> None:
+    lines = _section(stats.render(WECOM), "Disagreements (WeCom vs Kefu)")
+    assert lines == ["2026-03-01  wkSALES  (account)  sessions: WeCom 12, Kefu customers_wrote=4 sessions_assigned=1 "
+                     "(tolerance 2)",
+                     "  WeCom counted 12 sessions in which customers wrote, Kefu saw customers write in 4."]
+
+
+def test_wecom_sections_when_nothing_disagrees_or_nothing_is_in() -> None:
+    agreeing = stats.render({**WECOM, "disagreements": []})
+    assert _section(agreeing, "Disagreements (WeCom vs Kefu)") == ["(they agree within tolerance)"]
+    empty = stats.render({**WECOM, "wecom": [], "disagreements": []})
+    assert _section(empty, "WeCom (T+1, days in Asia/Shanghai)") == ["(none yet: WeCom gives a day's figures the next day)"]
+    assert _section(empty, "Disagreements (WeCom vs Kefu)") == ["(nothing to compare)"]
+    elsewhere = stats.render({**WECOM, "timezone": "Europe/Berlin", "disagreements": [],
+                              "not_compared": ["2026-03-01", "2026-03-02"]})
+    assert _section(elsewhere, "Disagreements (WeCom vs Kefu)") == [
+        "(not compared: 2026-03-01, 2026-03-02 - the stack counts days in Europe/Berlin, WeCom in Asia/Shanghai)"]
+
+
+def test_a_stack_without_wecoms_figures_shows_kefus_only() -> None:
+    assert "WeCom" not in stats.render(CANNED)

@@ -15,6 +15,7 @@ StateTable items (pk / sk):
 - ``rpool#<open_kfid>`` / ``<pooled_at ms, 15 digits>#<external_userid>`` - the waiting pool, oldest first
 - ``counted#<event id>`` / ``c`` - a statistics event already counted
 - ``upload#<digest of the asset>`` / ``m`` - a rules asset's media_id at WeCom, while it lives
+- ``wecom#<day>`` / ``<open_kfid>#-`` and ``<open_kfid>#<userid>`` - WeCom's own statistics of the day (T+1)
 - ``kfaccount#<open_kfid>`` / ``applied`` - what `kefu accounts apply` last made of an account: its
   alias, name and the SHA-256 of the avatar it uploaded (kefu.accounts_plan)
 - ``funnel#<day>`` / ``<open_kfid>#<scene>`` and ``servicer#<day>`` / ``<open_kfid>#<userid>`` - figures

@@ -1,13 +1,15 @@
-"""Counters for kefu.stats in the StateTable: counted once per causing event, read per day."""
+"""Counters for kefu.stats in the StateTable: counted once per causing event, read per day; and
+WeCom's own figures (kefu.wecom_stats), stored as WeCom gave them."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
+from kefu import wecom_stats
 from kefu.stats import Increment
 from kefu.store import keys
-from kefu.store.dynamo import TableStore, transact
+from kefu.store.dynamo import TableStore, batch_get, put_all, transact
 
 MARKER_TTL = 8 * 86400  # longer than any queue retention: a retry always finds its marker
 
@@ -71,3 +73,25 @@ class StatsStore(TableStore):
             if "LastEvaluatedKey" not in page:
                 return items
             args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+class WeComStatsStore(StatsStore):
+    """WeCom's figures (kefu.wecom_stats): ``wecom#<day>`` items, read with day_items("wecom", ...),
+    and which servicers Kefu counted on a day."""
+
+    def settled_days(self, open_kfid: str, days: list[str]) -> set[str]:
+        """The days whose account item holds WeCom's figures already (or its word that it had none)."""
+        wanted = [{"pk": keys.figures_pk(wecom_stats.KIND, day), "sk": f"{open_kfid}#{wecom_stats.ACCOUNT}"}
+                  for day in days]
+        found = batch_get(self._name, wanted) if wanted else []
+        return {str(item["day"]) for item in found if wecom_stats.settled(item)}
+
+    def put(self, items: list[dict[str, Any]]) -> None:
+        """Write (overwrite) whole items."""
+        if items:
+            put_all(self._name, items)
+
+    def kefu_servicers(self, open_kfid: str, days: list[str]) -> set[str]:
+        """The servicers Kefu counted figures for on ``days``."""
+        return {str(item["servicer"]) for day in days for item in self.day_items("servicer", day, open_kfid)
+                if item.get("servicer")}

@@ -280,11 +280,13 @@ def servicer_change(client: WeComApi, action: str, open_kfid: str, userids: list
     return results
 
 
-def department_members(client: WeComApi, department_id: int) -> list[str]:
+def department_members(client: WeComApi, department_id: int, children: bool = False) -> list[str]:
     """The userids of a department's own members (user/simplelist; whether WeCom lets the members
     of its sub-departments serve too is not documented, so they are not routed to); a WeCom error
-    60011 means the app may not read that department (its visible range)."""
-    data = client.read("user/simplelist", params={"department_id": str(department_id), "fetch_child": "0"})
+    60011 means the app may not read that department (its visible range). ``children``: with the
+    members of its sub-departments too."""
+    data = client.read("user/simplelist", params={"department_id": str(department_id),
+                                                  "fetch_child": "1" if children else "0"})
     return [str(u["userid"]) for u in data.get("userlist") or [] if isinstance(u, dict) and u.get("userid")]
 
 

@@ -1,0 +1,84 @@
+"""WeCom statistics function: a scheduled read of WeCom's own figures (kf/get_corp_statistic,
+kf/get_servicer_statistic) per account and servicer, stored beside Kefu's counters
+(kefu.wecom_stats). Each run reads the days of the last week WeCom has not given yet, so a day
+WeCom computes late is read on a later run; a re-read overwrites the same items."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from kefu import observability, wecom_stats
+from kefu.config import Settings, load
+from kefu.stats import day_of
+from kefu.store.stats import WeComStatsStore
+from kefu.wecom import kf
+from kefu.wecom.client import WeComClient
+from kefu.wecom.connect import connect
+
+if TYPE_CHECKING:  # the type only: no import at cold start
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+SERVICE = "wecomstats"
+settings = load(Settings)
+logger = observability.logger(SERVICE)
+store = WeComStatsStore(settings.state_table)
+_wecom: WeComClient | None = None
+
+
+class Ports:
+    """kefu.wecom_stats' view of WeCom and the StateTable."""
+
+    def __init__(self, wecom: WeComClient, store: WeComStatsStore) -> None:
+        self.wecom = wecom
+        self.store = store
+
+    def accounts(self) -> list[str]:
+        # Accounts another app manages are not Kefu's to count (and WeCom may refuse their figures).
+        return [str(a["open_kfid"]) for a in kf.account_list(self.wecom) if a.get("manage_privilege", True) is not False]
+
+    def servicers(self, open_kfid: str) -> list[str]:
+        return list(kf.duty_roster(self.wecom, open_kfid))
+
+    def corp_statistic(self, open_kfid: str | None, start: int, end: int) -> list[dict[str, Any]]:
+        return kf.corp_statistic(self.wecom, start, end, open_kfid)
+
+    def servicer_statistic(self, open_kfid: str, start: int, end: int, userid: str | None) -> list[dict[str, Any]]:
+        return kf.servicer_statistic(self.wecom, open_kfid, start, end, userid)
+
+    def settled_days(self, open_kfid: str, days: list[str]) -> set[str]:
+        return self.store.settled_days(open_kfid, days)
+
+    def kefu_servicers(self, open_kfid: str, days: list[str]) -> set[str]:
+        return self.store.kefu_servicers(open_kfid, days)
+
+    def put(self, items: list[dict[str, Any]]) -> None:
+        self.store.put(items)
+
+
+def _run_at(event: dict[str, Any]) -> int:
+    """The scheduled time of this run (the same on a retried invocation), else now."""
+    when = event.get("time")
+    if isinstance(when, str):
+        try:
+            return int(datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp())
+        except ValueError:
+            pass
+    return int(time.time())
+
+
+@logger.inject_lambda_context(clear_state=True)
+@observability.metrics(SERVICE).log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    global _wecom
+    if _wecom is None:
+        _wecom = connect(settings, on_error=observability.wecom_error_counter(SERVICE))
+    at = _run_at(event)
+    report = wecom_stats.run(Ports(_wecom, store), day_of(at, wecom_stats.WECOM_ZONE), int(time.time()),
+                             log=lambda msg, **fields: logger.warning(msg, extra=fields))
+    logger.info("WeCom statistics read", extra=report.fields())
+    observability.count(SERVICE, "WeComStatsDaysRead", sum(len(d) for d in report.read.values()))
+    if report.failed:
+        observability.count(SERVICE, "WeComStatsAccountFailures", len(report.failed))
+    return report.fields()
