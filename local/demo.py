@@ -80,6 +80,7 @@ def stack_messages(stack: Any, open_kfid: str) -> int:
 
     response = boto3.client("dynamodb").query(
         TableName=stack.template.physical["MessagesTable"], IndexName="account", Select="COUNT",
+        FilterExpression="attribute_not_exists(sender)",  # WeCom's items (Kefu's own sends are stored too)
         KeyConditionExpression="open_kfid = :o", ExpressionAttributeValues={":o": {"S": open_kfid}},
     )
     return int(response["Count"])
