@@ -55,3 +55,47 @@ def stack(request, aws_endpoint: str, simulator) -> Iterator[StackProcess]:
     simulator.set_callback_url(f"{proc.url}/callback")
     yield proc
     proc.stop()
+
+
+# -- a simulator of its own per test, on a fake clock (the simulator's own tests) ------------------
+
+@pytest.fixture()
+def sim():
+    from local.wecom_sim import WeComSimulator
+    from tests.integration.test_simulator import FakeClock
+
+    simulator = WeComSimulator(clock=FakeClock())
+    simulator.start()
+    yield simulator
+    simulator.stop()
+
+
+@pytest.fixture()
+def http(sim):
+    import httpx
+
+    with httpx.Client(base_url=sim.base_url, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture()
+def api(http):
+    from tests.integration.test_simulator import Api
+
+    return Api(http)
+
+
+@pytest.fixture()
+def client(sim, api):
+    """Kefu's own WeCom client against the simulator (its token refreshed when refused)."""
+    import httpx
+
+    from kefu.wecom.client import WeComClient
+
+    def refresh(_rejected: str) -> None:
+        api.token = api.gettoken()["access_token"]
+
+    wecom = WeComClient(sim.base_url, token_source=lambda: api.token, on_token_rejected=refresh,
+                        http=httpx.Client(timeout=10), backoff=0.01)
+    yield wecom
+    wecom.close()

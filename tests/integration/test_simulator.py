@@ -38,20 +38,6 @@ class FakeClock:
 
 
 @pytest.fixture()
-def sim() -> Iterator[WeComSimulator]:
-    simulator = WeComSimulator(clock=FakeClock())
-    simulator.start()
-    yield simulator
-    simulator.stop()
-
-
-@pytest.fixture()
-def http(sim: WeComSimulator) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sim.base_url, timeout=5) as client:
-        yield client
-
-
-@pytest.fixture()
 def kf(sim: WeComSimulator) -> str:
     open_kfid = sim.add_account(name="Support")
     sim.add_servicer(open_kfid, "alice")
@@ -101,11 +87,6 @@ class Api:
 
     def state(self, open_kfid: str, euid: str) -> int:
         return self.post("kf/service_state/get", {"open_kfid": open_kfid, "external_userid": euid})["service_state"]
-
-
-@pytest.fixture()
-def api(http: httpx.Client) -> Api:
-    return Api(http)
 
 
 def drain(api: Api, open_kfid: str, cursor: str | None = None, **body: Any) -> tuple[list[dict[str, Any]], str, int]:

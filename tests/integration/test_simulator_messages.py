@@ -3,7 +3,6 @@ Kefu's own WeCom client where it has the call)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -13,7 +12,7 @@ from kefu.wecom import kf as kfapi
 from kefu.wecom.client import WeComClient
 from kefu.wecom.errors import WeComError
 from local.wecom_sim import WeComSimulator
-from tests.integration.test_simulator import DAY, HOUR, Api, FakeClock
+from tests.integration.test_simulator import DAY, HOUR, Api
 
 pytestmark = pytest.mark.integration
 
@@ -28,23 +27,7 @@ def amr(seconds: float) -> bytes:
     return b"#!AMR\n" + (b"\x3c" + bytes(31)) * round(seconds / 0.02)
 
 
-@pytest.fixture()
-def sim() -> Iterator[WeComSimulator]:
-    simulator = WeComSimulator(clock=FakeClock())
-    simulator.start()
-    yield simulator
-    simulator.stop()
 
-
-@pytest.fixture()
-def http(sim: WeComSimulator) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sim.base_url, timeout=10) as client:
-        yield client
-
-
-@pytest.fixture()
-def api(http: httpx.Client) -> Api:
-    return Api(http)
 
 
 @pytest.fixture()
@@ -53,16 +36,6 @@ def kf(sim: WeComSimulator) -> str:
     sim.add_servicer(open_kfid, "alice")
     return open_kfid
 
-
-@pytest.fixture()
-def client(sim: WeComSimulator, api: Api) -> Iterator[WeComClient]:
-    def refresh(_rejected: str) -> None:
-        api.token = api.gettoken()["access_token"]
-
-    wecom = WeComClient(sim.base_url, token_source=lambda: api.token, on_token_rejected=refresh,
-                        http=httpx.Client(timeout=10), backoff=0.01)
-    yield wecom
-    wecom.close()
 
 
 @pytest.fixture()
