@@ -4,9 +4,7 @@ callbacks may have been lost, and pool drains and session checks for the route f
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +13,7 @@ from kefu.callback import SyncJob
 from kefu.config import SweepSettings, load
 from kefu.queues import QueueMessage, enqueue_media, send_batch
 from kefu.routing.source import RulesSource
+from kefu.schedule import scheduled_at
 from kefu.store.active_sessions import ActiveSessions, QuietSession
 from kefu.store.cursors import CursorState, CursorStore
 from kefu.store.media import MediaStore
@@ -78,16 +77,6 @@ class Ports:
         enqueue_media(settings.media_queue_url, open_kfid, "sweep")
 
 
-def _run_at(event: dict[str, Any]) -> int:
-    """The scheduled time of this run (the same on a retried invocation), else now."""
-    when = event.get("time")
-    if isinstance(when, str):
-        try:
-            return int(datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp())
-        except ValueError:
-            pass
-    return int(time.time())
-
 
 @logger.inject_lambda_context(clear_state=True)
 @observability.metrics(SERVICE).log_metrics
@@ -97,7 +86,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         _wecom = connect(settings, on_error=observability.wecom_error_counter(SERVICE))
     policy = sweep.SweepPolicy(resync_after=round(settings.resync_minutes * 60),
                                reconcile_after=round(settings.reconcile_minutes * 60))
-    report = sweep.run(Ports(_wecom), _run_at(event), policy,
+    report = sweep.run(Ports(_wecom), scheduled_at(event), policy,
                        log=lambda msg, **fields: logger.warning(msg, extra=fields))
     logger.info("sweep done", extra=report.fields())
     observability.count(SERVICE, "SweepPulls", len(report.pulled))

@@ -6,11 +6,11 @@ WeCom computes late is read on a later run; a re-read overwrites the same items.
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from kefu import observability, wecom_stats
 from kefu.config import Settings, load
+from kefu.schedule import scheduled_at
 from kefu.stats import day_of
 from kefu.store.stats import WeComStatsStore
 from kefu.wecom import kf
@@ -57,16 +57,6 @@ class Ports:
         self.store.put(items)
 
 
-def _run_at(event: dict[str, Any]) -> int:
-    """The scheduled time of this run (the same on a retried invocation), else now."""
-    when = event.get("time")
-    if isinstance(when, str):
-        try:
-            return int(datetime.fromisoformat(when.replace("Z", "+00:00")).timestamp())
-        except ValueError:
-            pass
-    return int(time.time())
-
 
 @logger.inject_lambda_context(clear_state=True)
 @observability.metrics(SERVICE).log_metrics
@@ -74,7 +64,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     global _wecom
     if _wecom is None:
         _wecom = connect(settings, on_error=observability.wecom_error_counter(SERVICE))
-    at = _run_at(event)
+    at = scheduled_at(event)
     report = wecom_stats.run(Ports(_wecom, store), day_of(at, wecom_stats.WECOM_ZONE), int(time.time()),
                              log=lambda msg, **fields: logger.warning(msg, extra=fields))
     logger.info("WeCom statistics read", extra=report.fields())
