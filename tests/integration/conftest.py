@@ -99,3 +99,15 @@ def client(sim, api):
                         http=httpx.Client(timeout=10), backoff=0.01)
     yield wecom
     wecom.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (tests/support/browser.py), one per test module."""
+    from tests.support.browser import CHROMIUM, CHROMIUM_ARGS
+
+    sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package (requirements-dev.txt)")
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

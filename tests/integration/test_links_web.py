@@ -21,10 +21,8 @@ import httpx
 import pytest
 
 from tests.qrcodes import decode_png
+from tests.support.browser import CHROMIUM
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 WEB = Path(__file__).resolve().parents[2] / "examples" / "web"
 
 pytestmark = [
@@ -74,14 +72,6 @@ def stranger_site() -> Iterator[str]:
     server.shutdown()
     server.server_close()
 
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package (requirements-dev.txt)")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module", autouse=True)

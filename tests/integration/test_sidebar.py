@@ -14,11 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.browser import CHROMIUM
 from tests.support.stack import wait_for
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "artifacts"
 REPLIES = ["您好，我来帮您查一下", "稍等"]
 STACK_ENV = {"KEFU_TEMPLATE_PARAMS": json.dumps({"WeComAgentId": "1000002", "SidebarReplies": "|".join(REPLIES)})}
@@ -47,14 +45,6 @@ window.wx = {
 };
 """
 
-
-@pytest.fixture(scope="module")
-def browser():
-    sync_api = pytest.importorskip("playwright.sync_api", reason="needs the playwright package (requirements-dev.txt)")
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
