@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from kefu import aws
-from kefu.routing.outbound import Asset, check_asset, content_type
+from kefu.routing.outbound import Asset, AssetError, check_asset, content_type
 from kefu.store import keys
 from kefu.store.dynamo import TableStore
 from kefu.wecom import kf
@@ -24,10 +24,6 @@ from kefu.wecom import kf
 MEDIA_LIFETIME = 3 * 86400
 RENEW_BEFORE = 6 * 3600  # an id this close to its end is not sent any more: a fresh upload replaces it
 S3_RECHECK = 300.0
-
-
-class AssetError(Exception):
-    """An asset that cannot be sent (missing, or not what WeCom takes); the message names it."""
 
 
 class Assets(TableStore):

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from kefu.assets import MEDIA_LIFETIME, RENEW_BEFORE, AssetError, Assets
-from kefu.routing.outbound import Asset
+from kefu.assets import MEDIA_LIFETIME, RENEW_BEFORE, Assets
+from kefu.routing.outbound import Asset, AssetError
 from tests.unit.fakes import Clock
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -69,6 +69,10 @@ class _Strict(BaseModel):
 
 # -- assets ------------------------------------------------------------------------------------
 
+class AssetError(Exception):
+    """An asset that cannot be sent (missing, or not what WeCom takes); the message names it."""
+
+
 class Asset(_Strict):
     """A file Kefu uploads: ``path`` relative to the rules file, or ``s3`` key in the media bucket."""
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kefu.routing import decide
-from kefu.routing.outbound import MediaId, Message
+from kefu.routing.outbound import AssetError, MediaId, Message
 from kefu.routing.outcome import SENT, Outcome, SendResult
 from kefu.routing.ports import StatePort, TranscriptPort, WeComPort
 from kefu.routing.session import SEND_LIMIT
@@ -97,8 +97,6 @@ class Sender:
         send's msgid, so a retry reuses its own unit. take_send records the attempt before the
         call (the ledger); the client repeats a call WeCom did not run (-1, 45009, 45033) with the
         same msgid, and a record retried after any other failure comes back here with it too."""
-        from kefu.assets import AssetError
-
         open_kfid, euid = said.open_kfid, said.euid
         msgid = decide.send_id(said.cause, purpose)
         try:
