@@ -11,8 +11,8 @@ are checked against each other before anything is timed.
 
 Three levels are timed, each as the best of several passes over all events (the two sides
 alternate which goes first; the best pass is the least disturbed by other work on the machine):
-  full    - Kefu's kefu.callback.read_event (size and parameter checks, defusedxml on envelope
-            and payload, signature, AES, the pydantic CallbackEvent) against wechatpy's
+  full    - Kefu's kefu.callback.read_event (size and parameter checks, kefu.xmlsafe's expat parse
+            of envelope and payload, signature, AES, the CallbackEvent dataclass) against wechatpy's
             decrypt_message (xmltodict envelope, signature, AES) + parse_message (the event object);
   xml     - the same without the models: parse_flat + verify_and_decrypt + parse_flat against
             decrypt_message + xmltodict.parse of the payload;
@@ -190,17 +190,17 @@ def main() -> None:
 
 def breakdown(kefu: WXBizMsgCrypt, events, passes: int = 5) -> dict[str, float]:
     """Kefu's path step by step, each step timed over all events."""
-    from kefu.wecom.models import CallbackEvent
+    from kefu.callback import CallbackEvent
 
     envelopes = [parse_flat(e[3]) for e in events]
     plains = [kefu.verify_and_decrypt(e[0], e[1], e[2], e[4]) for e in events]
     payloads = [parse_flat(p) for p in plains]
     steps = {
-        "envelope XML (defusedxml)": (lambda i: parse_flat(events[i][3])),
+        "envelope XML (expat)": (lambda i: parse_flat(events[i][3])),
         "signature": (lambda i: kefu.verify(events[i][0], events[i][1], events[i][2], envelopes[i]["Encrypt"])),
         "AES decrypt + checks": (lambda i: kefu.decrypt(envelopes[i]["Encrypt"])),
-        "payload XML (defusedxml)": (lambda i: parse_flat(plains[i])),
-        "event model (pydantic)": (lambda i: CallbackEvent.from_xml_fields(payloads[i])),
+        "payload XML (expat)": (lambda i: parse_flat(plains[i])),
+        "event (dataclass)": (lambda i: CallbackEvent.from_xml_fields(payloads[i])),
     }
     indexes = list(range(len(events)))
     return {name: min(time_pass(step, indexes) for _ in range(passes)) for name, step in steps.items()}

@@ -262,6 +262,26 @@ def item_size(item: dict[str, Any]) -> int:
     return sum(len(name.encode()) + attr_size(value) for name, value in item.items())
 
 
+def index_shape(table_keys: list[str], gsi: dict[str, Any]) -> dict[str, Any]:
+    """An index's keys and what it holds: every attribute (ALL), or the keys plus listed ones."""
+    index_keys = [k["AttributeName"] for k in gsi["KeySchema"]]
+    projection = gsi.get("Projection", {})
+    kind = projection.get("ProjectionType", "ALL")
+    held = None if kind == "ALL" else {*table_keys, *index_keys, *projection.get("NonKeyAttributes", [])}
+    return {"keys": index_keys, "held": held}
+
+
+UPDATE_WORDS = re.compile(r"#?[A-Za-z_][A-Za-z0-9_]*")
+NOT_ATTRIBUTES = {"SET", "ADD", "REMOVE", "DELETE", "if_not_exists", "list_append"}
+
+
+def touched(spec: dict[str, Any]) -> set[str]:
+    """The attributes an UpdateItem's expression names (over-inclusive: read ones count too)."""
+    names = spec.get("ExpressionAttributeNames", {})
+    words = UPDATE_WORDS.findall(spec.get("UpdateExpression", ""))
+    return {names.get(w, w) for w in words if w not in NOT_ATTRIBUTES and not w.startswith(":")}
+
+
 def final_state(ddb: Any, resources: dict[str, str]) -> dict[str, Any]:
     """Every table's key schema, index keys and item sizes after the run."""
     tables = {}
@@ -269,7 +289,7 @@ def final_state(ddb: Any, resources: dict[str, str]) -> dict[str, Any]:
         name = resources[logical]
         described = ddb.describe_table(TableName=name)["Table"]
         keys = [k["AttributeName"] for k in described["KeySchema"]]
-        indexes = [[k["AttributeName"] for k in gsi["KeySchema"]] for gsi in described.get("GlobalSecondaryIndexes", [])]
+        indexes = [index_shape(keys, gsi) for gsi in described.get("GlobalSecondaryIndexes", [])]
         sizes, start = {}, None
         while True:
             page = ddb.scan(TableName=name, **({"ExclusiveStartKey": start} if start else {}))
@@ -314,17 +334,30 @@ def dynamodb_units(requests: list[dict[str, Any]], tables: dict[str, Any], repla
         pk = key.get("pk", {}).get("S", "")
         return pk.split("#", 1)[0] if "#" in pk else "message"
 
-    def write(table: str, size: int, attrs: set, factor: int = 1, key: dict[str, Any] | None = None) -> None:
+    def write(table: str, size: int, attrs: set, factor: int = 1, key: dict[str, Any] | None = None,
+              item: dict[str, Any] | None = None, changed: set | None = None) -> None:
+        """One write of an item of ``size`` bytes holding ``attrs``: the table's units, and each
+        index's where the item is in it and the write changes what the index holds (a put: the
+        whole entry; an update: only when it sets an attribute the index holds, ``changed``).
+        An index holding keys and a few attributes is sized from ``item`` when known, else one unit."""
         if table not in tables:
             return
         units = max(1, math.ceil(size / KB)) * factor
         logical = tables[table]["logical"]
         wru[logical] += units
         by_kind[kind_of(key or {})] += units
-        for index_keys in tables[table]["indexes"]:
-            if set(index_keys) <= attrs:
-                wru[f"{logical} (indexes)"] += units
-                by_kind[kind_of(key or {})] += units
+        for index in tables[table]["indexes"]:
+            if not set(index["keys"]) <= attrs:
+                continue
+            held = index["held"]
+            if changed is not None and held is not None and not (changed & held):
+                continue
+            index_units = units
+            if held is not None:
+                index_units = factor * (max(1, math.ceil(item_size({k: v for k, v in item.items() if k in held}) / KB))
+                                        if item is not None else 1)
+            wru[f"{logical} (indexes)"] += index_units
+            by_kind[kind_of(key or {})] += index_units
 
     def read(table: str, size: int, consistent: bool) -> None:
         if table not in tables:
@@ -338,8 +371,11 @@ def dynamodb_units(requests: list[dict[str, Any]], tables: dict[str, Any], repla
         calls[action] += 1
         table = body.get("TableName", "")
         if action == "PutItem":
-            write(table, item_size(body["Item"]), set(body["Item"]), key=body["Item"])
-        elif action in ("UpdateItem", "DeleteItem"):
+            write(table, item_size(body["Item"]), set(body["Item"]), key=body["Item"], item=body["Item"])
+        elif action == "UpdateItem":
+            size, attrs = known(table, body["Key"])
+            write(table, size, attrs, key=body["Key"], changed=touched(body))
+        elif action == "DeleteItem":
             size, attrs = known(table, body["Key"])
             write(table, size, attrs, key=body["Key"])
         elif action == "BatchWriteItem":
@@ -347,7 +383,7 @@ def dynamodb_units(requests: list[dict[str, Any]], tables: dict[str, Any], repla
                 for entry in entries:
                     if "PutRequest" in entry:
                         item = entry["PutRequest"]["Item"]
-                        write(name, item_size(item), set(item), key=item)
+                        write(name, item_size(item), set(item), key=item, item=item)
                     else:
                         size, attrs = known(name, entry["DeleteRequest"]["Key"])
                         write(name, size, attrs, key=entry["DeleteRequest"]["Key"])
@@ -355,7 +391,11 @@ def dynamodb_units(requests: list[dict[str, Any]], tables: dict[str, Any], repla
             for entry in body.get("TransactItems", []):
                 (kind, spec), = entry.items()
                 if kind == "Put":
-                    write(spec["TableName"], item_size(spec["Item"]), set(spec["Item"]), factor=2, key=spec["Item"])
+                    write(spec["TableName"], item_size(spec["Item"]), set(spec["Item"]), factor=2, key=spec["Item"],
+                          item=spec["Item"])
+                elif kind == "Update":
+                    size, attrs = known(spec["TableName"], spec["Key"])
+                    write(spec["TableName"], size, attrs, factor=2, key=spec["Key"], changed=touched(spec))
                 else:
                     size, attrs = known(spec["TableName"], spec["Key"])
                     write(spec["TableName"], size, attrs if kind != "ConditionCheck" else set(), factor=2,
@@ -447,6 +487,33 @@ def load_template() -> Any:
     return Template.load(ROOT / "template.yaml", overrides={"WeComCorpId": "wwcost"})
 
 
+PLATFORM_LINE = re.compile(r"^(START|END|REPORT) RequestId: ")
+
+
+def log_kinds(lines: list[str]) -> Counter:
+    """Log bytes by kind of line: "<service>: <message>" for a function's JSON line, "<service>:
+    metrics" for an EMF blob, the first word for anything else."""
+    kinds: Counter = Counter()
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            kind = f"{record.get('service', '?')}: " + ("metrics" if "_aws" in record else str(record.get("message"))[:40])
+        else:
+            kind = line.split(" ", 1)[0][:40]
+        kinds[kind] += len(line.encode()) + 1
+    return kinds
+
+
+def platform_lines_ingested() -> bool:
+    """Whether Lambda's START/END/REPORT lines reach CloudWatch Logs: not when the template's
+    LoggingConfig sets the system log level to WARN or above (they are INFO)."""
+    config = ((load_template().body.get("Globals") or {}).get("Function") or {}).get("LoggingConfig") or {}
+    return str(config.get("SystemLogLevel") or "INFO") in ("DEBUG", "INFO")
+
+
 def access_log_bytes() -> int:
     """Bytes of one API Gateway access log line, rendering the template's format with a callback's
     typical values (the local stack writes no access log); 0 when access logging is off."""
@@ -531,6 +598,9 @@ def main() -> None:
             batches += 1
     http_requests = invocations["CallbackFunction"] + invocations["LinksFunction"]
     log_lines = [line for line in lines if not STACK_LINE.match(line)]
+    platform = sum(1 for line in log_lines if PLATFORM_LINE.match(line))
+    if not platform_lines_ingested():
+        log_lines = [line for line in log_lines if not PLATFORM_LINE.match(line)]
     function_log_bytes = sum(len(line.encode()) + 1 for line in log_lines)
     access_bytes = access_log_bytes() * http_requests
     log_bytes = function_log_bytes + access_bytes
@@ -584,8 +654,12 @@ def main() -> None:
           + ", ".join(f"{k} {v:.0f}" for k, v in dynamo["wru_by_kind"].most_common()))
     print(f"    S3: {s3_puts} PUT ({s3_puts * scale:.0f}), {s3_gets} GET")
     print(f"    CloudWatch Logs: {log_bytes} bytes ({log_bytes * scale / 1024:.0f} KiB) = the functions' "
-          f"{len(log_lines)} lines, {function_log_bytes} bytes ({len(meters)} x 3 of them Lambda's START/END/REPORT) "
-          f"+ API access log lines estimated from the template's format, {access_bytes} bytes")
+          f"{len(log_lines)} lines, {function_log_bytes} bytes "
+          + (f"({platform} of them Lambda's START/END/REPORT) " if platform_lines_ingested() else
+             f"(Lambda's {platform} START/END/REPORT lines left out: the template's SystemLogLevel is WARN) ")
+          + f"+ API access log lines estimated from the template's format, {access_bytes} bytes")
+    print(f"    log bytes per message: {log_bytes / messages:.0f}; the largest kinds of line (bytes per message): "
+          + ", ".join(f"{kind} {size / messages:.0f}" for kind, size in log_kinds(log_lines).most_common(8)))
     if UNREADABLE:
         print(f"    note: {len(UNREADABLE)} recorded request(s) could not be read and are not counted")
     print(f"    SSM: {len(ssm_calls)} GetParameters calls reading {secure_reads} SecureStrings (time-based, below)")

@@ -8,7 +8,8 @@ summary lines (``label: n=.. p50=..ms p99=..ms ..``) collected. The report keeps
 the exact command, how long it took, its figures and its full output, plus the machine, the date
 and the load average (other work on the machine slows everything down; nothing here asserts on
 time). A benchmark whose script is not in the tree is reported as not available; one that fails is
-reported with its output, and the runner exits non-zero after writing the report.
+reported with its output, and the runner exits non-zero after writing the report. Hand-written
+sections (SECTIONS, e.g. benchmarks/capacity_plan.md) follow the benchmarks' own, as written.
 """
 
 from __future__ import annotations
@@ -72,7 +73,19 @@ BENCHMARKS = [
     Bench("cost", "Cost per 1,000 messages and idle cost", "cost_bench.py", timeout=300,
           about="AWS requests counted in a realistic run of the whole local stack, priced from "
                 "config/prices.yaml."),
+    Bench("memory", "Memory size per function", "memory_bench.py", timeout=1500,
+          about="Each function with a first event in the cold-start benchmark, at 128, 256 and 512 MB (and where the "
+                "goals need it, the size the model names), its CPU held to Lambda's share of a vCPU at that size by a "
+                "cgroup CPU limit where the machine allows it, else estimated by scaling its CPU time (the output says "
+                "which); cold start and warm events, priced; the cheapest size that keeps the callback's cold start "
+                "under 1 s and the welcome path under 2 s."),
+    Bench("load", "Load: the highest message rate the local stack sustains", "load_bench.py", timeout=900,
+          about="Customers and servicers writing at a stepped, open-loop rate through the whole local stack (every "
+                "message a WeCom callback) until it falls behind; CPU per process and busy time per function show "
+                "where the time went. The deployed limits are in the capacity plan below."),
 ]
+# Hand-written sections included in the report after the benchmarks' own, each from its file.
+SECTIONS = ("capacity_plan.md",)
 
 
 def machine() -> dict[str, str]:
@@ -213,6 +226,15 @@ def headline(benches: dict[str, Bench]) -> list[tuple[str, str, str]]:
     rows.append(("Cost per 1,000 messages (list prices, free tiers ignored)", fmt(per_k), "cost"))
     idle = figure(benches, "cost", "cost.idle_per_month")
     rows.append(("Idle cost per month, default template (list prices)", fmt(idle), "cost"))
+    memory = benches.get("memory")
+    sizes = [(m[1], f["value"]) for f in (memory.figures if memory else [])
+             if (m := re.fullmatch(r"memory\.(\w+)\.recommended_mb", f["name"]))]
+    rows.append(("Recommended MemorySize (cheapest meeting callback cold < 1 s, welcome < 2 s)",
+                 ", ".join(f"{name} {value} MB" if value != "-1" else f"{name} none tried" for name, value in sizes)
+                 or status_of(memory), "memory"))
+    load = figure(benches, "load", "load.sustained_msgs_per_s")
+    rows.append(("Highest message rate the local stack sustains on this machine", fmt(load) if load else
+                 status_of(benches.get("load")), "load"))
     return rows
 
 
@@ -243,6 +265,10 @@ def write_report(path: Path, benches: list[Bench], info: dict[str, str], started
     add("|---|---|---|")
     for name, value, key in headline(by_key):
         add(f"| {name} | {value} | [{key}](#{key}) |")
+    for section in SECTIONS:
+        title = section_title(HERE / section)
+        if title:
+            add(f"| {title} | hand-written, from benchmarks/{section} | [{title.lower()}](#{anchor(title)}) |")
     add("")
     for bench in benches:
         add(f"## {bench.key}")
@@ -273,8 +299,30 @@ def write_report(path: Path, benches: list[Bench], info: dict[str, str], started
             add("")
             add("</details>")
             add("")
+    for section in SECTIONS:
+        source = HERE / section
+        if source.exists():
+            add(f"<!-- from benchmarks/{section}: edit it there, not here -->")
+            add("")
+            add(source.read_text(encoding="utf-8").strip())
+            add("")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(out) + "\n", encoding="utf-8")
+
+
+def section_title(path: Path) -> str:
+    """The first heading of a hand-written section file ("" when it has none or is missing)."""
+    if not path.exists():
+        return ""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            return line.lstrip("#").strip()
+    return ""
+
+
+def anchor(title: str) -> str:
+    """GitHub's anchor for a heading: lower case, spaces to hyphens, punctuation dropped."""
+    return re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
 
 
 def main() -> int:
@@ -291,7 +339,7 @@ def main() -> int:
     if args.only:
         wanted = set(args.only.split(","))
         benches = [b for b in benches if b.key in wanted]
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     clock = time.monotonic()
     info = machine()
     for bench in benches:

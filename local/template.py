@@ -1,8 +1,9 @@
 """Reading template.yaml for the local stack: CloudFormation tags, parameters, intrinsics, Globals.
 
 Only what the local stack needs is resolved: Ref, Fn::GetAtt, Fn::Sub, Fn::If, Fn::Equals,
-Fn::Not, Fn::And, Fn::Or, Fn::Join, Fn::Select. Anything else is an error naming the function, so
-a template change the local stack cannot follow fails loudly instead of drifting.
+Fn::Not, Fn::And, Fn::Or, Fn::Join, Fn::Select, and a condition naming another condition
+(``!Condition Name``, written ``{"Condition": "Name"}`` in JSON). Anything else is an error naming
+the function, so a template change the local stack cannot follow fails loudly instead of drifting.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ class _Loader(yaml.SafeLoader):
 
 
 def _tag(name: str) -> Callable[[yaml.Loader, yaml.Node], dict[str, Any]]:
-    key = "Ref" if name == "Ref" else f"Fn::{name}"
+    # CloudFormation's long forms: {"Ref": ..}, {"Condition": ..} (no Fn:: prefix), {"Fn::<name>": ..}.
+    key = name if name in ("Ref", "Condition") else f"Fn::{name}"
 
     def construct(loader: yaml.Loader, node: yaml.Node) -> dict[str, Any]:
         if isinstance(node, yaml.ScalarNode):
@@ -79,6 +81,7 @@ class Template:
     physical: dict[str, str] = field(default_factory=dict)  # logical id -> Ref value
     attributes: dict[tuple[str, str], str] = field(default_factory=dict)  # (logical id, attr) -> value
     pseudo: dict[str, str] = field(default_factory=dict)
+    _evaluating: list[str] = field(default_factory=list, repr=False, compare=False)  # conditions being resolved
 
     @classmethod
     def load(cls, path: Path, overrides: Mapping[str, str] | None = None, region: str = "us-east-1") -> Template:
@@ -115,7 +118,18 @@ class Template:
         return _merge(glob, copy.deepcopy(resource.get("Properties") or {}))
 
     def condition(self, name: str) -> bool:
-        return bool(self.resolve((self.body.get("Conditions") or {})[name]))
+        """A named condition's value; a condition may name others (``!Condition Other``)."""
+        conditions = self.body.get("Conditions") or {}
+        if not isinstance(name, str) or name not in conditions:
+            raise TemplateError(f"unknown condition {name!r}")
+        if name in self._evaluating:
+            chain = " -> ".join([*self._evaluating[self._evaluating.index(name):], name])
+            raise TemplateError(f"circular condition: {chain}")
+        self._evaluating.append(name)
+        try:
+            return bool(self.resolve(conditions[name]))
+        finally:
+            self._evaluating.pop()
 
     # -- intrinsics ---------------------------------------------------------------------------
 
@@ -126,7 +140,8 @@ class Template:
             return value
         if len(value) == 1:
             (key, arg), = value.items()
-            if key == "Ref" or key.startswith("Fn::") or key == "Condition":
+            # {"Condition": {...}} is an IAM statement's block, not a reference to a condition.
+            if key == "Ref" or key.startswith("Fn::") or (key == "Condition" and isinstance(arg, str)):
                 return self._intrinsic(key, arg)
         out = {}
         for key, item in value.items():
@@ -184,7 +199,7 @@ class Template:
             return all(self.resolve(arg))
         if key == "Fn::Or":
             return any(self.resolve(arg))
-        if key == "Condition":
+        if key in ("Condition", "Fn::Condition"):  # the second: what older loaders made of !Condition
             return self.condition(arg)
         if key == "Fn::Join":
             sep, items = arg

@@ -14,6 +14,7 @@ the first (newest) item of each customer until ``limit`` customers are found.
 from __future__ import annotations
 
 import json
+import time
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -123,7 +124,27 @@ def recent(target: Target, open_kfid: str, limit: int) -> tuple[list[dict[str, A
             more = True  # pages left unread: older conversations may be among them
             break
     progress.done()
-    return list(latest.values()), more
+    return _whole(target, list(latest.values())), more
+
+
+def _whole(target: Target, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items in full: the account index holds only who and when of each message."""
+    name = target.output("MessagesTableName")
+    dynamodb = target.session().resource("dynamodb", endpoint_url=target.aws_endpoint or None)
+    found: dict[str, dict[str, Any]] = {}
+    wanted = [{"msgid": str(item["msgid"])} for item in items]
+    for start in range(0, len(wanted), 100):
+        request: dict[str, Any] = {name: {"Keys": wanted[start:start + 100]}}
+        for attempt in range(5):
+            if attempt:
+                time.sleep(0.2 * attempt)
+            response = dynamodb.batch_get_item(RequestItems=request)
+            for raw in response.get("Responses", {}).get(name, []):
+                found[str(raw["msgid"])] = {k: _plain(v) for k, v in raw.items()}
+            request = response.get("UnprocessedKeys") or {}
+            if not request:
+                break
+    return [found.get(str(item["msgid"]), item) for item in items]
 
 
 def keep_newest(page: list[dict[str, Any]], latest: dict[str, dict[str, Any]], limit: int) -> bool:

@@ -1,14 +1,20 @@
 """Links function: GET /links -> a scene-tagged contact URL (JSON) or its QR code (SVG, PNG).
 
 Cached requests (a URL stored for the account and scene) touch only DynamoDB: the WeCom client
-(httpx, the SSM secrets) is built on the first request that needs WeCom, and segno is imported
-on the first QR request, so a cold start serving JSON pays for neither.
+(its connection pool, the SSM secrets) is built on the first request that needs WeCom, and segno is imported
+on the first QR request, so a cold start serving JSON pays for neither. A warm container answers
+a link it has answered before from memory (kefu.links.LinkMemory), and writes the link's funnel
+count after the answer has gone out (AfterAnswer): such an answer waits for no round trip.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import queue
 import threading
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
@@ -17,7 +23,7 @@ from kefu import observability
 from kefu.accounts import AccountDirectory
 from kefu.config import LinksSettings, load
 from kefu.errors import error_response
-from kefu.links import FORMATS, LinkConfig, LinkError, LinkService, parse_request
+from kefu.links import FORMATS, LinkConfig, LinkError, LinkMemory, LinkService, parse_request
 from kefu.qr import render_qr
 from kefu.store.links import LinkStore
 
@@ -67,7 +73,117 @@ def _count_failed(exc: Exception) -> None:
 
 service = LinkService(LinkStore(settings.state_table), _add_contact_way, AccountDirectory(_account_list),
                       on_count_failed=_count_failed, timezone=settings.stats_timezone,
-                      daily_new_limit=settings.link_daily_new_limit)
+                      daily_new_limit=settings.link_daily_new_limit, memory=LinkMemory(), defer_counts=True)
+
+
+class AfterAnswer:
+    """Runs ``work`` after each answer has gone out, within the same invocation (deployed).
+
+    Lambda hands the handler's answer to the caller as soon as the handler returns, but keeps the
+    execution environment running until the runtime and every registered extension have asked
+    for their next event. This is an internal extension: a thread of this process, registered
+    with the Extensions API for INVOKE events while the module loads (Lambda's init phase), that
+    asks for its next event only after the handler has finished and ``work`` has run. So the work
+    is done before the environment can be frozen or shut down, as if the handler had done it, but
+    the caller does not wait for it (Lambda bills it, as it billed the handler doing it).
+
+    Outside Lambda (no AWS_LAMBDA_RUNTIME_API: the local stack, tests), with the environment
+    variable KEFU_LINKS_COUNT_AFTER_ANSWER=0, or if registering fails, ``start`` gives None and
+    the handler does the work itself before answering.
+    """
+
+    NAME = "kefu-links-after-answer"
+    MARGIN = 0.5  # seconds before the invocation's deadline when work starts without the handler's word
+
+    def __init__(self, runtime_api: str, work: Callable[[], None]) -> None:
+        self._api = runtime_api
+        self._work = work
+        self._id = ""
+        self._done: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._stopped = False
+
+    @classmethod
+    def start(cls, work: Callable[[], None]) -> AfterAnswer | None:
+        runtime_api = os.environ.get("AWS_LAMBDA_RUNTIME_API")
+        if not runtime_api or os.environ.get("KEFU_LINKS_COUNT_AFTER_ANSWER", "1") == "0":
+            return None  # KEFU_LINKS_COUNT_AFTER_ANSWER=0: count before each answer, as outside Lambda
+        after = cls(runtime_api, work)
+        try:
+            after._register()
+        except Exception as exc:
+            logger.warning("after-answer extension not registered: counting before each answer",
+                           extra={"error": f"{type(exc).__name__}: {exc}"})
+            return None
+        threading.Thread(target=after._run, name=cls.NAME, daemon=True).start()
+        return after
+
+    def handler_done(self, request_id: str) -> None:
+        """The handler has returned (called once per invocation, whatever its outcome)."""
+        self._done.put(request_id)
+
+    def stop(self) -> None:
+        """Leave the event loop once the current wait ends (tests; Lambda never stops it)."""
+        self._stopped = True
+
+    def _call(self, method: str, path: str, headers: dict[str, str], body: str | None = None,
+              timeout: float | None = None) -> tuple[Any, Any]:
+        import http.client
+
+        connection = http.client.HTTPConnection(self._api, timeout=timeout)  # next: none, it waits for an invoke
+        try:
+            connection.request(method, f"/2020-01-01/extension/{path}", body=body, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+            if response.status != 200:
+                raise RuntimeError(f"extension {path}: HTTP {response.status} {data[:200]!r}")
+            return (json.loads(data) if data else {}), response.headers
+        finally:
+            connection.close()
+
+    def _register(self) -> None:
+        _, headers = self._call("POST", "register", {"Lambda-Extension-Name": self.NAME,
+                                                     "Content-Type": "application/json"},
+                                json.dumps({"events": ["INVOKE"]}), timeout=5.0)
+        self._id = str(headers["Lambda-Extension-Identifier"])
+
+    def _run(self) -> None:
+        failures = 0
+        while not self._stopped:
+            try:
+                event, _ = self._call("GET", "event/next", {"Lambda-Extension-Identifier": self._id})
+                failures = 0
+            except Exception as exc:
+                failures += 1
+                if not self._stopped:
+                    logger.warning("after-answer extension: next event failed",
+                                   extra={"error": f"{type(exc).__name__}: {exc}", "failures": failures})
+                time.sleep(min(1.0, 0.01 * 2 ** failures))
+                continue
+            if event.get("eventType") == "INVOKE":
+                self._after(event)
+
+    def _after(self, event: dict[str, Any]) -> None:
+        """Wait for the handler to finish (its one handler_done per invocation), then work."""
+        deadline = float(event.get("deadlineMs") or 0) / 1000
+        try:
+            done = self._done.get(timeout=max(0.0, deadline - time.time() - self.MARGIN) if deadline else 10.0)
+            if done != event.get("requestId"):
+                logger.warning("after-answer extension: another invocation finished",
+                               extra={"expected": event.get("requestId"), "finished": done})
+        except queue.Empty:
+            logger.warning("after-answer extension: the handler did not finish before the deadline")
+        try:
+            self._work()
+        except Exception:
+            logger.exception("after-answer work failed")
+
+
+def _count_after_answer() -> None:
+    if service.flush_counts():  # a count failed: its metric now, not with the next invocation's
+        observability.metrics(SERVICE).flush_metrics()
+
+
+after_answer = AfterAnswer.start(_count_after_answer)
 
 
 @app.get("/links", cache_control=CACHE_CONTROL)
@@ -111,6 +227,17 @@ def failed(exc: Exception) -> Response:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@observability.metrics(SERVICE).log_metrics
+@observability.log_metrics(SERVICE)
+def _handle(event: dict[str, Any], context: LambdaContext) -> Any:
+    answer = app.resolve(event, context)
+    if after_answer is None:
+        service.flush_counts()  # no extension to count after the answer: count before it
+    return answer
+
+
 def handler(event: dict[str, Any], context: LambdaContext) -> Any:
-    return app.resolve(event, context)
+    try:
+        return _handle(event, context)
+    finally:  # after the metrics are out: the extension's work may add its own
+        if after_answer is not None:
+            after_answer.handler_done(context.aws_request_id)

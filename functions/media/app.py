@@ -97,7 +97,7 @@ def _report(run: MediaRun) -> None:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@observability.metrics(SERVICE).log_metrics
+@observability.log_metrics(SERVICE)
 def handler(event: dict[str, Any], context: LambdaContext) -> Any:
     global _context
     _context = context

@@ -51,7 +51,7 @@ def record_handler(record) -> None:  # noqa: ANN001 - Powertools SQSRecord
 
 
 @logger.inject_lambda_context(clear_state=True)
-@observability.metrics(SERVICE).log_metrics
+@observability.log_metrics(SERVICE)
 def handler(event: dict[str, Any], context: LambdaContext) -> Any:
     observability.count(SERVICE, "RouteRecords", len(event.get("Records") or []))  # never an empty metrics blob
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

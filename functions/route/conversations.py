@@ -215,7 +215,7 @@ def refused_by_rule(exc: Refused) -> Response:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@observability.metrics(SERVICE).log_metrics
+@observability.log_metrics(SERVICE)
 def handler(event: dict[str, Any], context: LambdaContext) -> Any:
     observability.count(SERVICE, "ApiCalls")
     return app.resolve(event, context)

@@ -79,7 +79,7 @@ class Ports:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@observability.metrics(SERVICE).log_metrics
+@observability.log_metrics(SERVICE)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     global _wecom
     if _wecom is None:

@@ -79,7 +79,7 @@ def _report(result: PullResult) -> None:
 
 
 @logger.inject_lambda_context(clear_state=True)
-@observability.metrics(SERVICE).log_metrics
+@observability.log_metrics(SERVICE)
 def handler(event: dict[str, Any], context: LambdaContext) -> Any:
     _pulled.clear()
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-
-from pydantic import ValidationError
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 from kefu.crypto import CryptoError, WXBizMsgCrypt
 from kefu.errors import HttpError
-from kefu.wecom.models import CallbackEvent
 from kefu.xmlsafe import XmlRejected, parse_flat
 
 SIGNED_PARAMS = ("msg_signature", "timestamp", "nonce")
@@ -25,6 +24,93 @@ class CallbackUnverified(CallbackRejected):
     """Refused because the signature or the decryption failed: a forgery, or - when WeCom sends
     it - a Token, EncodingAESKey or CorpID that differs from WeCom's, which loses every callback.
     Kept apart from other bad input (oversized bodies, broken XML) so it can have its own alarm."""
+
+
+class BadEvent(ValueError):
+    """A decrypted payload that is not a usable event; ``tags`` names the XML tags at fault."""
+
+    def __init__(self, tags: list[str]) -> None:
+        self.tags = tuple(sorted(set(tags)))
+        super().__init__(f"payload has missing or invalid {', '.join(self.tags)}")
+
+
+# The XML tags the event reads; any other tag is kept in CallbackEvent.extra.
+_TAGS = {"ToUserName": "to_user_name", "CreateTime": "create_time", "MsgType": "msg_type", "Event": "event",
+         "Token": "token", "OpenKfId": "open_kfid"}  # nosec B105 - tag names
+_REQUIRED = ("ToUserName", "CreateTime", "MsgType", "Event")
+# A decimal integer: optional sign, digits in groups joined by single underscores, and a
+# fraction of zeros only ("1700000000.0"). Anything else (a real fraction, hex, an exponent,
+# non-ASCII digits) is refused.
+_INTEGER = re.compile(r"[+-]?[0-9]+(?:_[0-9]+)*(?:\.0+)?")
+
+
+def _integer(text: str) -> int | None:
+    text = text.strip()
+    if text.isascii() and text.isdigit():
+        return int(text)
+    if _INTEGER.fullmatch(text) is None:
+        return None
+    return int(text.partition(".")[0])
+
+
+@dataclass(frozen=True)
+class CallbackEvent:
+    """The decrypted XML posted to the callback URL. It only says "pull now"; the content comes
+    from kf/sync_msg using ``token``. Unrecognised tags (e.g. AuthAddOpenKfId / AuthDelOpenKfId
+    on kf_account_auth_change, FromUserName) are kept in ``extra``."""
+
+    to_user_name: str
+    create_time: int
+    msg_type: str
+    event: str
+    token: str | None = None
+    open_kfid: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    KF_MSG_OR_EVENT: ClassVar[str] = "kf_msg_or_event"
+    KF_ACCOUNT_AUTH_CHANGE: ClassVar[str] = "kf_account_auth_change"
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.to_user_name, str) and type(self.create_time) is int
+                and isinstance(self.msg_type, str) and isinstance(self.event, str)
+                and isinstance(self.token, (str, type(None))) and isinstance(self.open_kfid, (str, type(None)))
+                and isinstance(self.extra, dict)):
+            raise BadEvent([tag for tag, name in _TAGS.items() if not _valid(name, getattr(self, name))] or ["extra"])
+
+    @classmethod
+    def from_xml_fields(cls, fields: Mapping[str, str | None]) -> CallbackEvent:
+        """Build from a flat mapping of XML tag -> text (parse_flat's result). Tags with no text
+        (None) count as absent; only the PascalCase tags are recognised. CreateTime is an integer
+        with surrounding whitespace ignored. Raises ``BadEvent`` naming every missing or invalid
+        tag (ToUserName, CreateTime, MsgType and Event are required)."""
+        known: dict[str, str] = {}
+        extra: dict[str, str] = {}
+        for tag, text in fields.items():
+            if tag in _TAGS:
+                if text is not None:
+                    known[tag] = text
+            else:
+                extra[tag] = "" if text is None else text
+        bad = [tag for tag in _REQUIRED if tag not in known]
+        create_time = _integer(known.get("CreateTime", ""))
+        if create_time is None and "CreateTime" in known:
+            bad.append("CreateTime")
+        if bad or create_time is None:
+            raise BadEvent(bad)
+        return cls(known["ToUserName"], create_time, known["MsgType"], known["Event"],
+                   known.get("Token"), known.get("OpenKfId"), extra)
+
+    @property
+    def is_kf_msg_or_event(self) -> bool:
+        return self.event == self.KF_MSG_OR_EVENT
+
+
+def _valid(name: str, value: object) -> bool:
+    if name == "create_time":
+        return type(value) is int
+    if name in ("token", "open_kfid"):
+        return value is None or isinstance(value, str)
+    return isinstance(value, str)
 
 
 @dataclass(frozen=True)
@@ -93,9 +179,8 @@ def read_event(crypto: WXBizMsgCrypt, query: Mapping[str, str], body: bytes, max
     fields = _parse(_decrypt(crypto, query, encrypted), "payload")
     try:
         event = CallbackEvent.from_xml_fields(fields)
-    except ValidationError as exc:
-        names = ", ".join(sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})) or "payload"
-        raise CallbackRejected(400, "bad_payload", f"payload has missing or invalid {names}") from None
+    except BadEvent as exc:
+        raise CallbackRejected(400, "bad_payload", str(exc)) from None
     if event.msg_type != "event":
         raise CallbackRejected(400, "bad_payload", "payload <MsgType> must be event")
     return event

@@ -14,10 +14,12 @@ import hashlib
 import hmac
 import os
 import struct
+from typing import Any
 
 from Crypto.Cipher import AES  # nosec B413 - this is pycryptodome (maintained), not PyCrypto
 
 BLOCK = 32  # WeCom pads to 32-byte blocks, not AES's 16
+_PADS = [bytes([n]) * n for n in range(BLOCK + 1)]  # _PADS[n]: the padding of value n
 
 
 class CryptoError(ValueError):
@@ -35,14 +37,14 @@ def signature(token: str, timestamp: str, nonce: str, encrypted: str) -> str:
 
 def _pad(data: bytes) -> bytes:
     n = BLOCK - len(data) % BLOCK
-    return data + bytes([n]) * n
+    return data + _PADS[n]
 
 
 def _unpad(data: bytes) -> bytes:
     if not data:
         raise CryptoError("bad_padding", "decrypted payload is empty")
     n = data[-1]
-    if not 1 <= n <= BLOCK or n > len(data) or data[-n:] != bytes([n]) * n:
+    if not 1 <= n <= BLOCK or n > len(data) or not data.endswith(_PADS[n]):
         raise CryptoError("bad_padding", "decrypted payload has invalid padding")
     return data[:-n]
 
@@ -59,6 +61,15 @@ def aes_key(encoding_aes_key: str) -> bytes:
     return key
 
 
+def _cbc_decrypt(ecb: Any, iv: bytes, data: bytes) -> bytes:
+    """AES-CBC decryption as ECB decryption of every block, XORed with the block before it (the
+    IV before the first). One ECB object serves every message; a CBC object carries state from
+    one message to the next, so it would have to be made anew for each."""
+    blocks = ecb.decrypt(data)
+    chained = int.from_bytes(blocks, "big") ^ int.from_bytes(iv + data[:-16], "big")
+    return chained.to_bytes(len(data), "big")
+
+
 class WXBizMsgCrypt:
     """Verify, decrypt and encrypt WeCom callback payloads for one (token, key, receiveid)."""
 
@@ -66,6 +77,9 @@ class WXBizMsgCrypt:
         self._token = token
         self._key = aes_key(encoding_aes_key)
         self._receive_id = receive_id
+        self._receive_id_bytes = receive_id.encode("utf-8")
+        self._ecb: Any = None
+        self._ecb_key = b""
 
     def verify(self, msg_signature: str, timestamp: str, nonce: str, encrypted: str) -> None:
         expected = signature(self._token, timestamp, nonce, encrypted)
@@ -75,22 +89,24 @@ class WXBizMsgCrypt:
     def decrypt(self, encrypted: str) -> str:
         """Decrypt a base64 ciphertext and return the message; checks padding and receiveid."""
         try:
-            raw = base64.b64decode(encrypted, validate=True)
-        except (binascii.Error, ValueError) as exc:
+            raw = binascii.a2b_base64(encrypted, strict_mode=True)
+        except ValueError as exc:  # binascii.Error, or a str that is not ASCII
             raise CryptoError("bad_base64", "ciphertext is not valid base64") from exc
         if not raw or len(raw) % 16:
             raise CryptoError("bad_ciphertext", "ciphertext length is not a multiple of 16")
-        plain = _unpad(AES.new(self._key, AES.MODE_CBC, self._key[:16]).decrypt(raw))
+        key = self._key
+        if self._ecb_key is not key:  # made once per key (tests swap _key on an instance)
+            self._ecb, self._ecb_key = AES.new(key, AES.MODE_ECB), key
+        plain = _unpad(_cbc_decrypt(self._ecb, key[:16], raw))
         if len(plain) < 20:
             raise CryptoError("bad_ciphertext", "decrypted payload is too short")
-        (length,) = struct.unpack(">I", plain[16:20])
-        if 20 + length > len(plain):
+        end = 20 + int.from_bytes(plain[16:20], "big")
+        if end > len(plain):
             raise CryptoError("bad_ciphertext", "message length exceeds payload")
-        msg, receive_id = plain[20 : 20 + length], plain[20 + length :]
-        if not hmac.compare_digest(receive_id, self._receive_id.encode("utf-8")):
+        if not hmac.compare_digest(plain[end:], self._receive_id_bytes):
             raise CryptoError("bad_receiveid", "receiveid does not match the CorpID")
         try:
-            return msg.decode("utf-8")
+            return plain[20:end].decode("utf-8")
         except UnicodeDecodeError as exc:
             raise CryptoError("bad_encoding", "message is not valid UTF-8") from exc
 

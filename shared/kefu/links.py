@@ -13,11 +13,17 @@ link per (account, scene) serves every scene_param.
 Accounts: ``account`` is an alias from the configuration, a configured open_kfid, or any other
 open_kfid of the corp (checked against kf/account/list, cached); without it the first configured
 account, or - with none configured - the one account the app manages.
+
+A warm container answers a link it has seen from memory (LinkMemory), and the funnel count of a
+link can wait until the answer is out (LinkService.flush_counts): a known link then costs no
+round trip before its answer.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
@@ -180,11 +186,61 @@ class IssuedLink:
     scene: str
     scene_param: str
     created: bool  # this request asked WeCom (no stored URL yet)
-    counted: bool  # the funnel counter took it
+    counted: bool  # the funnel counter took it (or, with deferred counts, it waits for flush_counts)
 
     def body(self, corp_id: str) -> dict[str, str]:
         return {"url": self.url, "scene": self.scene, "scene_param": self.scene_param,
                 "open_kfid": self.open_kfid, "corp_id": corp_id}
+
+
+MEMORY_ENTRIES = 1024  # (account, scene) links a container keeps: ~0.5 MB at most
+MEMORY_SECONDS = 300.0  # then the stored item is read again, so a hand edit of it shows
+
+
+class LinkMemory:
+    """The links a container has answered: (open_kfid, scene) -> WeCom's URL as stored.
+
+    Kefu never changes or deletes a stored link (put_first is conditional and nothing else writes
+    the item), so a remembered URL stays right. Two bounds all the same: at most ``max_entries``
+    pairs, the least recently used dropped first (scenes are open-ended unless LinkScenes lists
+    them), and an entry older than ``max_age`` seconds is read again from the table, so an
+    operator who deletes or replaces a link item by hand is followed by every warm container
+    within that time (browsers and CDNs keep an answer for its own max-age anyway). Only stored
+    URLs are remembered, never a miss or a refusal.
+    """
+
+    def __init__(self, max_entries: int = MEMORY_ENTRIES, max_age: float = MEMORY_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._max_entries = max_entries
+        self._max_age = max_age
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, open_kfid: str, scene: str) -> str | None:
+        key = (open_kfid, scene)
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if self._clock() - entry[1] >= self._max_age:
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return entry[0]
+
+    def put(self, open_kfid: str, scene: str, url: str) -> None:
+        if self._max_entries <= 0:
+            return
+        key = (open_kfid, scene)
+        with self._lock:
+            self._entries[key] = (url, self._clock())
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max_entries:
+                self._entries.popitem(last=False)
 
 
 class LinkService:
@@ -194,11 +250,18 @@ class LinkService:
     URL win and both answer it (the other link WeCom made is never handed out). WeCom failures
     become answers: 95000/95004 (not an account of the corp) 404, busy or no answer 503 (the
     frontend asks again; nothing is retried here), anything else 502.
+
+    With a ``memory``, a link answered before is answered without reading the table. With
+    ``defer_counts``, each answered link adds one to a pending count instead of being written
+    at once, and ``flush_counts`` writes them (one write per account, scene and day pending): the
+    caller flushes before the process can stop (deployed: right after the answer has gone out),
+    so every answered link is counted exactly as before, only later in the invocation.
     """
 
     def __init__(self, store: LinkStoreLike, add_contact_way: Callable[[str, str], str], directory: AccountsLike,
                  clock: Callable[[], float] = time.time, on_count_failed: Callable[[Exception], None] | None = None,
-                 timezone: str = "Asia/Shanghai", daily_new_limit: int = 0) -> None:
+                 timezone: str = "Asia/Shanghai", daily_new_limit: int = 0, memory: LinkMemory | None = None,
+                 defer_counts: bool = False) -> None:
         self._store = store
         self._add_contact_way = add_contact_way
         self._directory = directory
@@ -206,29 +269,55 @@ class LinkService:
         self._on_count_failed = on_count_failed
         self._timezone = timezone
         self._daily_new_limit = daily_new_limit  # 0: no limit
+        self._memory = memory
+        self._defer_counts = defer_counts
+        self._pending: dict[tuple[str, str, str], int] = {}  # (open_kfid, scene, day) -> links not yet counted
+        self._pending_lock = threading.Lock()
 
     def issue(self, request: LinkRequest) -> IssuedLink:
         ref = request.account
         open_kfid = ref.open_kfid or self._asking_wecom(self._directory.default)
-        base = self._store.get(open_kfid, request.scene)
         created = False
+        base = self._memory.get(open_kfid, request.scene) if self._memory is not None else None
         if base is None:
-            if not ref.verified and ref.open_kfid is not None \
-                    and not self._asking_wecom(lambda: self._directory.knows(open_kfid)):
-                raise LinkError(404, "unknown_account", f"{open_kfid} is not a kf account of this corp")
-            self._take_new_link()
-            fresh = self._asking_wecom(lambda: self._add_contact_way(open_kfid, request.scene))
-            base = self._store.put_first(open_kfid, request.scene, fresh)
-            created = True
-        counted = True
-        try:
-            self._store.count_issued(open_kfid, request.scene, day_of(self._clock(), self._timezone))
-        except Exception as exc:  # the link matters more than its count
-            counted = False
-            if self._on_count_failed is not None:
-                self._on_count_failed(exc)
+            base = self._store.get(open_kfid, request.scene)
+            if base is None:
+                if not ref.verified and ref.open_kfid is not None \
+                        and not self._asking_wecom(lambda: self._directory.knows(open_kfid)):
+                    raise LinkError(404, "unknown_account", f"{open_kfid} is not a kf account of this corp")
+                self._take_new_link()
+                fresh = self._asking_wecom(lambda: self._add_contact_way(open_kfid, request.scene))
+                base = self._store.put_first(open_kfid, request.scene, fresh)
+                created = True
+            if self._memory is not None:
+                self._memory.put(open_kfid, request.scene, base)
+        day = day_of(self._clock(), self._timezone)
+        if self._defer_counts:
+            with self._pending_lock:
+                key = (open_kfid, request.scene, day)
+                self._pending[key] = self._pending.get(key, 0) + 1
+            counted = True
+        else:
+            counted = self._count(open_kfid, request.scene, day, 1)
         return IssuedLink(with_scene_param(base, request.scene_param), base, open_kfid, request.scene,
                           request.scene_param, created, counted)
+
+    def flush_counts(self) -> int:
+        """Write the pending counts (deferred mode): one write per (account, scene, day), adding
+        every link answered for it since the last flush. Returns how many writes failed (each
+        reported to ``on_count_failed``; those links stay uncounted, as a failed count always did)."""
+        with self._pending_lock:
+            pending, self._pending = self._pending, {}
+        return sum(not self._count(open_kfid, scene, day, n) for (open_kfid, scene, day), n in pending.items())
+
+    def _count(self, open_kfid: str, scene: str, day: str, count: int) -> bool:
+        try:
+            self._store.count_issued(open_kfid, scene, day, count)
+            return True
+        except Exception as exc:  # the link matters more than its count
+            if self._on_count_failed is not None:
+                self._on_count_failed(exc)
+            return False
 
     def _take_new_link(self) -> None:
         """Each new (account, scene) is a contact way made at WeCom, and /links is public: cap

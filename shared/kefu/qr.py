@@ -11,7 +11,9 @@ QR_BORDER = 4  # the quiet zone the QR standard asks for, in modules
 QR_ERROR = "m"  # ~15% of the symbol may be damaged (posters get scuffed); segno raises it when it fits
 
 
-@functools.lru_cache(maxsize=128)  # a page's QR code is asked for again and again: render it once
+# A page's QR code is asked for again and again: render it once per (url, format, size). Bounded:
+# 128 renders of at most ~12 KB each (the longest URL as a 1024-pixel SVG), ~1.5 MB a container.
+@functools.lru_cache(maxsize=128)
 def render_qr(url: str, fmt: str, size: int) -> bytes:
     """The QR code of ``url`` as SVG (exactly size x size, scalable) or PNG (the largest whole
     number of pixels per module that fits in size, at least one). segno is imported here only:

@@ -1,9 +1,15 @@
-"""The WeCom secrets, read from SSM Parameter Store (SecureString) and cached per container."""
+"""The WeCom secrets, read from SSM Parameter Store (SecureString) and cached per container.
+
+One GetParameters call (decrypted) through the shared boto3 client of kefu.aws, so the first read
+costs the SSM client only, not a second boto3 session with its own copy of botocore's data."""
 
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from kefu.config import ConfigError
 
@@ -48,25 +54,46 @@ def parameter_names(prefix: str) -> dict[str, str]:
     return {name: f"{prefix}/{name}" for name in NAMES}
 
 
-def _read(prefix: str, wanted: tuple[str, ...]) -> dict[str, str]:
-    """The SecureStrings ``wanted`` under ``prefix``, by short name (Powertools caches them for
-    CACHE_SECONDS). Only these parameters are read: each function's IAM policy names the ones it
-    may read, so asking for another fails deployed."""
-    from aws_lambda_powertools.utilities.parameters import get_parameters_by_name
+T = TypeVar("T")
+_cache: dict[tuple[str, str], tuple[float, Any]] = {}  # (kind, prefix) -> (monotonic expiry, secrets)
 
-    names = {name: path for name, path in parameter_names(prefix).items() if name in wanted}
+
+def _cached(kind: str, prefix: str, read: Callable[[], T]) -> T:
+    """``read()``'s result, kept for CACHE_SECONDS per (kind, prefix); the same object meanwhile."""
+    now = time.monotonic()
+    hit = _cache.get((kind, prefix))
+    if hit is not None and now < hit[0]:
+        value: T = hit[1]
+        return value
+    value = read()
+    _cache[(kind, prefix)] = (now + CACHE_SECONDS, value)
+    return value
+
+
+def _read(prefix: str, wanted: tuple[str, ...]) -> dict[str, str]:
+    """The SecureStrings ``wanted`` under ``prefix``, by short name. Only these parameters are
+    read: each function's IAM policy names the ones it may read, so asking for another fails
+    deployed."""
+    from kefu import aws
+
+    paths = {name: path for name, path in parameter_names(prefix).items() if name in wanted}
     try:
-        values = get_parameters_by_name(
-            parameters={path: {} for path in names.values()}, decrypt=True, max_age=CACHE_SECONDS
-        )
-    except Exception as exc:  # the library raises GetParameterError with the missing names
+        response = aws.client("ssm").get_parameters(Names=list(paths.values()), WithDecryption=True)
+    except Exception as exc:  # botocore's ClientError, a credentials or connection error
         raise ConfigError(f"cannot read WeCom secrets under {prefix}: {type(exc).__name__}: {exc}") from None
-    return {name: str(values[path]) for name, path in names.items()}
+    found = {p.get("Name"): p.get("Value") for p in response.get("Parameters") or []}
+    missing = [path for path in paths.values() if not isinstance(found.get(path), str)]
+    if missing:
+        raise ConfigError(f"cannot read WeCom secrets under {prefix}: not found: {', '.join(missing)}")
+    return {name: str(found[path]) for name, path in paths.items()}
 
 
 def load_secrets(prefix: str) -> WeComSecrets:
     """Read the three SecureStrings under ``prefix`` (the functions that call WeCom)."""
-    values = _read(prefix, NAMES)
+    return _cached("all", prefix, lambda: _wecom_secrets(_read(prefix, NAMES)))
+
+
+def _wecom_secrets(values: dict[str, str]) -> WeComSecrets:
     return WeComSecrets(
         corp_secret=values[CORP_SECRET],
         callback_token=values[CALLBACK_TOKEN],
@@ -77,5 +104,8 @@ def load_secrets(prefix: str) -> WeComSecrets:
 def load_callback_secrets(prefix: str) -> CallbackSecrets:
     """Read only the callback token and the EncodingAESKey (the callback function never calls
     WeCom, so it neither needs nor may read the corp secret)."""
-    values = _read(prefix, CALLBACK_NAMES)
+    return _cached("callback", prefix, lambda: _callback_secrets(_read(prefix, CALLBACK_NAMES)))
+
+
+def _callback_secrets(values: dict[str, str]) -> CallbackSecrets:
     return CallbackSecrets(callback_token=values[CALLBACK_TOKEN], encoding_aes_key=values[ENCODING_AES_KEY])

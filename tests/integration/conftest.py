@@ -88,15 +88,13 @@ def api(http):
 @pytest.fixture()
 def client(sim, api):
     """Kefu's own WeCom client against the simulator (its token refreshed when refused)."""
-    import httpx
-
     from kefu.wecom.client import WeComClient
 
     def refresh(_rejected: str) -> None:
         api.token = api.gettoken()["access_token"]
 
     wecom = WeComClient(sim.base_url, token_source=lambda: api.token, on_token_rejected=refresh,
-                        http=httpx.Client(timeout=10), backoff=0.01)
+                        timeout=10, backoff=0.01)
     yield wecom
     wecom.close()
 

@@ -23,7 +23,7 @@ SALES = "wkSALES0000000000000000000000001"
 SUPPORT = "wkSUPPORT00000000000000000000002"
 STRAY = "wkSTRAY0000000000000000000000003"  # an account of the corp that is not configured
 ORIGIN = "https://shop.example.com"
-SCENES = ["home", "poster", "race", "param", "qr", "cors", "funnel", "alias", "stray", "twenty"]
+SCENES = ["home", "poster", "race", "param", "qr", "cors", "funnel", "alias", "stray", "twenty", "memory"]
 STACK_ENV = {"KEFU_TEMPLATE_PARAMS": json.dumps({
     "LinkAccounts": f"sales={SALES},support={SUPPORT}",
     "LinkScenes": ",".join(SCENES),
@@ -126,6 +126,20 @@ def test_racing_writers_with_different_urls_agree_on_the_first(stack, aws_endpoi
         t.join()
     assert len(set(results)) == 1
     assert store.get(SALES, scene) == results[0]
+
+
+def test_a_warm_function_answers_a_link_it_has_seen_from_memory(http, simulator, stack, clients) -> None:
+    """One request after another reaches the same warm environment: once it has answered a scene,
+    it answers it again without reading the table (here: even after the item is gone from it)."""
+    first = links(http, scene="memory", scene_param="a")
+    assert first.status_code == 200
+    before = len(simulator.calls_to("kf/add_contact_way"))
+    clients.dynamodb.delete_item(TableName=stack.resources["StateTable"],
+                                 Key={"pk": {"S": f"link#{SALES}"}, "sk": {"S": "memory"}})
+    again = links(http, scene="memory", scene_param="b")
+    assert again.status_code == 200
+    assert again.json()["url"] == first.json()["url"].replace("scene_param=a", "scene_param=b")
+    assert len(simulator.calls_to("kf/add_contact_way")) == before
 
 
 def test_json_answer_and_scene_param_round_trip_into_enter_session(http, simulator, stack) -> None:

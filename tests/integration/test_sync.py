@@ -104,7 +104,8 @@ class Sync:
         self.wait_idle()
         items = self.account_items(open_kfid)
         assert len(items) == count, f"{len(items)} items stored for {open_kfid}, expected {count}"
-        return items
+        # The account index holds who and when only: the items in full, from the table.
+        return [item for item in (self.message(i["msgid"]) for i in items) if item is not None]
 
     # -- state table -------------------------------------------------------------------------
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 import pytest
 
 from kefu.config import Settings
 from kefu.wecom import kf
-from kefu.wecom.client import WeComClient, encode_json
+from kefu.wecom.client import WeComClient, encode_json, new_pool
 from kefu.wecom.connect import connect
 from kefu.wecom.errors import WeComError
 
@@ -134,7 +133,7 @@ def test_a_send_whose_answer_was_lost_is_settled_as_sent_by_errcode_alone(settin
     simulator.customer_says(open_kfid, euid, "hi")
     state.sessions.update(open_kfid, euid, {"state": 0, "window_at": int(time.time()), "sends": 0})
     refused: list[WeComError] = []
-    client = WeComClient(simulator.base_url, token_source=lambda: _token(simulator), http=httpx.Client(timeout=0.3),
+    client = WeComClient(simulator.base_url, token_source=lambda: _token(simulator), timeout=0.3,
                          backoff=0.01, on_error=refused.append)
     messages_name = stack.resources["MessagesTable"]
     transcript = MessageStore(messages_name, aws.resource("dynamodb", endpoint_url=aws_endpoint).Table(messages_name))
@@ -175,10 +174,71 @@ def test_untrusted_ip_is_reported_not_retried(settings, simulator) -> None:
 
 def test_timeouts_are_retried_for_reads(simulator) -> None:
     simulator.clear_faults()
-    client = WeComClient(simulator.base_url, token_source=lambda: _token(simulator),
-                         http=httpx.Client(timeout=0.3), backoff=0.01)
+    client = WeComClient(simulator.base_url, token_source=lambda: _token(simulator), timeout=0.3, backoff=0.01)
     simulator.inject_fault("kf/account/list", delay=1.0)
     assert isinstance(account_list(client), list)
+
+
+def test_a_timeout_is_an_unclear_answer_without_errcode_or_status(simulator) -> None:
+    simulator.clear_faults()
+    seen: list[WeComError] = []
+    client = WeComClient(simulator.base_url, token_source=lambda: _token(simulator), timeout=0.3, backoff=0.01,
+                         max_attempts=2, on_error=seen.append)
+    simulator.inject_fault("kf/account/list", delay=1.0, times=2)
+    with pytest.raises(WeComError) as info:
+        account_list(client)
+    assert (info.value.errcode, info.value.http_status, info.value.errmsg) == (None, None, "timed out")
+    assert info.value.transient and len(seen) == 2  # read: tried again, then given up
+
+
+def test_no_server_is_a_transport_error_not_a_timeout() -> None:
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    slept: list[float] = []
+    client = WeComClient(f"http://127.0.0.1:{port}", token_source=lambda: "t", sleep=slept.append)
+    with pytest.raises(WeComError) as info:
+        account_list(client)
+    assert info.value.errcode is None and info.value.http_status is None and info.value.transient
+    assert info.value.errmsg.startswith("transport error: ")
+    assert len(slept) == 3  # a read: four attempts
+
+
+def test_calls_reuse_one_kept_alive_connection(simulator) -> None:
+    simulator.clear_faults()
+    http = new_pool()
+    token = _token(simulator)
+    client = WeComClient(simulator.base_url, token_source=lambda: token, http=http)
+    for _ in range(3):
+        account_list(client)
+    pool = http.connection_from_url(simulator.base_url)
+    assert (pool.num_connections, pool.num_requests) == (1, 3)
+    client.close()
+    account_list(client)  # a closed client opens a new connection
+    assert http.connection_from_url(simulator.base_url).num_connections == 1
+
+
+def test_upload_is_multipart_and_download_is_binary_with_its_content_type(simulator) -> None:
+    simulator.clear_faults()
+    token = _token(simulator)
+    client = WeComClient(simulator.base_url, token_source=lambda: token)
+    data = b"%PDF-1.4 " + bytes(range(256)) * 4
+    media_id, _ = kf.media_upload(client, "file", "报告 2024.pdf", data, "application/pdf")
+    upload = simulator.calls_to("media/upload")[-1]
+    assert upload["body"] == {"media": {"filename": "报告 2024.pdf", "content_type": "application/pdf",
+                                        "size": len(data)}}
+    assert kf.media_get(client, media_id) == (data, "application/pdf")
+    image = simulator.add_media(b"\xff\xd8\xff" + bytes(100), "image/jpeg")
+    assert client.download("media/get", {"media_id": image}) == (b"\xff\xd8\xff" + bytes(100), "image/jpeg")
+    with pytest.raises(WeComError) as info:
+        kf.media_get(client, "no-such-media")
+    assert info.value.errcode is not None and not info.value.transient
+    simulator.inject_fault("media/get", http_status=503)
+    assert kf.media_get(client, media_id) == (data, "application/pdf")  # a read: 5xx retried
+    simulator.inject_fault("media/upload", errcode=-1)
+    assert kf.media_upload(client, "file", "a.pdf", data, "application/pdf")[0]  # busy: sent again
 
 
 def test_wrong_secret_fails_with_wecom_code(simulator) -> None:

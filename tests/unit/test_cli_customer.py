@@ -61,8 +61,10 @@ class FakeTable:
         if self.unprocessed_once:
             self.unprocessed_once = False
             return {"Responses": {self.name: []}, "UnprocessedKeys": RequestItems}
-        fields = [f.strip() for f in request["ProjectionExpression"].split(",")]
         found = [self.get_item(k).get("Item") for k in request["Keys"]]
+        if "ProjectionExpression" not in request:
+            return {"Responses": {self.name: [dict(i) for i in found if i]}}
+        fields = [f.strip() for f in request["ProjectionExpression"].split(",")]
         return {"Responses": {self.name: [{f: i[f] for f in fields if f in i} for i in found if i]}}
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kefu.crypto import BLOCK, CryptoError, WXBizMsgCrypt, signature
+from kefu.crypto import BLOCK, CryptoError, WXBizMsgCrypt, _cbc_decrypt, signature
 from kefu.xmlsafe import parse_flat
 
 # Tencent's official sample vector (WeCom doc 90968 / WXBizMsgCrypt samples).
@@ -161,3 +161,43 @@ def test_random_round_trip_with_signature(message: str, token: str, timestamp: s
     crypto = WXBizMsgCrypt(token, "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR", "ww测试corp")
     encrypted = crypto.encrypt(message)
     assert crypto.verify_and_decrypt(crypto.sign(timestamp, nonce, encrypted), timestamp, nonce, encrypted) == message
+
+
+def test_one_instance_decrypts_message_after_message() -> None:
+    # Decryption reuses one ECB object per key; CBC chaining must restart at the IV every time.
+    crypto = WXBizMsgCrypt("t", "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR", "wwcorp")
+    messages = [f"<xml><N>{n}</N></xml>" * (n % 7 + 1) for n in range(50)]
+    encrypted = [crypto.encrypt(m) for m in messages]
+    assert [crypto.decrypt(e) for e in encrypted] == messages
+    assert [crypto.decrypt(e) for e in reversed(encrypted)] == messages[::-1]
+
+
+def test_decryption_follows_a_key_swapped_on_the_instance() -> None:
+    crypto = WXBizMsgCrypt("t", "kWxPEV2UEDyxWpmPdKC3F4dgPDmOvfKX1HGnEUDS1aR", "wwcorp")
+    other = WXBizMsgCrypt("t", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C", "wwcorp")
+    assert crypto.decrypt(crypto.encrypt("a")) == "a"
+    crypto._key = other._key  # noqa: SLF001 - as the integration tests forge a sender
+    assert crypto.decrypt(other.encrypt("b")) == "b"
+
+
+@settings(max_examples=200, deadline=None)
+@given(plain=st.binary(min_size=16, max_size=400).map(lambda b: b[: len(b) // 16 * 16]))
+def test_cbc_decryption_matches_pycryptodome_cbc(plain: bytes) -> None:
+    from Crypto.Cipher import AES
+
+    key = WECHATPY._key  # noqa: SLF001
+    data = AES.new(key, AES.MODE_CBC, key[:16]).encrypt(plain)
+    assert _cbc_decrypt(AES.new(key, AES.MODE_ECB), key[:16], data) == plain
+
+
+@pytest.mark.parametrize("ciphertext", ["中文", "QUJD\nREVG", "QUJD REVG", "QUJDREVG====", "=QUJDREVG", "QUJDREV"])
+def test_malformed_base64_is_bad_base64(ciphertext: str) -> None:
+    with pytest.raises(CryptoError) as info:
+        WECHATPY.decrypt(ciphertext)
+    assert info.value.reason == "bad_base64"
+
+
+def test_empty_ciphertext_is_bad_ciphertext() -> None:
+    with pytest.raises(CryptoError) as info:
+        WECHATPY.decrypt("")
+    assert info.value.reason == "bad_ciphertext"

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import queue
+import threading
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -12,6 +16,7 @@ from kefu.links import (
     AccountRef,
     LinkConfig,
     LinkError,
+    LinkMemory,
     LinkService,
     parse_request,
     with_scene_param,
@@ -214,11 +219,14 @@ class FakeStore:
     def __init__(self) -> None:
         self.links: dict[tuple[str, str], str] = {}
         self.counts: dict[tuple[str, str, str], int] = {}
+        self.writes = 0  # count_issued calls
+        self.reads = 0
         self.fail_counts = False
         self.race_winner: str | None = None  # another writer stores this just before our put
         self.quota: dict[str, int] = {}
 
     def get(self, open_kfid: str, scene: str) -> str | None:
+        self.reads += 1
         return self.links.get((open_kfid, scene))
 
     def put_first(self, open_kfid: str, scene: str, url: str) -> str:
@@ -234,6 +242,7 @@ class FakeStore:
         return True
 
     def count_issued(self, open_kfid: str, scene: str, day: str, count: int = 1) -> None:
+        self.writes += 1
         if self.fail_counts:
             raise RuntimeError("throttled")
         key = (open_kfid, scene, day)
@@ -252,9 +261,11 @@ class FakeWeCom:
         return f"https://work.weixin.qq.com/kf/kfc{open_kfid[-4:]}?enc_scene=ENC{scene.upper()}{len(self.calls)}"
 
 
-def service(store: FakeStore, wecom: FakeWeCom, *accounts: tuple[str, bool], failed: list | None = None) -> LinkService:
+def service(store: FakeStore, wecom: FakeWeCom, *accounts: tuple[str, bool], failed: list | None = None,
+            memory: LinkMemory | None = None, defer_counts: bool = False) -> LinkService:
     return LinkService(store, wecom, AccountDirectory(FakeList(*accounts)), clock=lambda: 86400 * 365,
-                       on_count_failed=(failed.append if failed is not None else None))
+                       on_count_failed=(failed.append if failed is not None else None), memory=memory,
+                       defer_counts=defer_counts)
 
 
 def test_one_add_contact_way_per_account_and_scene_and_every_link_counted() -> None:
@@ -317,6 +328,233 @@ def test_a_failed_count_does_not_fail_the_link() -> None:
     link = service(store, wecom, failed=failed).issue(parse_request({"scene": "home"}, CONFIG))
     assert link.url.startswith("https://") and not link.counted
     assert len(failed) == 1
+
+
+# -- memory and deferred counts -----------------------------------------------------------------
+
+def test_memory_keeps_the_most_recently_used_links_up_to_its_bound() -> None:
+    memory = LinkMemory(max_entries=2, max_age=300, clock=Clock())
+    memory.put(SALES, "a", "https://a")
+    memory.put(SALES, "b", "https://b")
+    assert memory.get(SALES, "a") == "https://a"  # now the most recently used
+    memory.put(SALES, "c", "https://c")
+    assert len(memory) == 2
+    assert (memory.get(SALES, "a"), memory.get(SALES, "b"), memory.get(SALES, "c")) == ("https://a", None, "https://c")
+    assert memory.get(SUPPORT, "a") is None  # per account
+    off = LinkMemory(max_entries=0)
+    off.put(SALES, "a", "https://a")
+    assert off.get(SALES, "a") is None and len(off) == 0
+
+
+def test_memory_forgets_an_entry_after_its_age() -> None:
+    clock = Clock()
+    memory = LinkMemory(max_entries=10, max_age=300, clock=clock)
+    memory.put(SALES, "a", "https://a")
+    clock.now += 299
+    assert memory.get(SALES, "a") == "https://a"  # using it does not make it younger
+    clock.now += 1
+    assert memory.get(SALES, "a") is None and len(memory) == 0
+
+
+def test_a_remembered_link_is_answered_without_reading_the_table_and_still_counted() -> None:
+    store, wecom = FakeStore(), FakeWeCom()
+    links = service(store, wecom, memory=LinkMemory())
+    first = links.issue(parse_request({"scene": "home", "scene_param": "a"}, CONFIG))
+    reads = store.reads
+    again = [links.issue(parse_request({"scene": "home", "scene_param": f"p{i}"}, CONFIG)) for i in range(5)]
+    assert store.reads == reads  # from memory
+    assert {link.base_url for link in again} == {first.base_url} and not any(link.created for link in again)
+    assert again[3].url == first.base_url + "&scene_param=p3"
+    assert wecom.calls == [(SALES, "home")]
+    assert store.counts == {(SALES, "home", "1971-01-01"): 6} and store.writes == 6  # one write per link
+
+
+def test_a_link_stored_by_another_container_is_read_once_then_remembered() -> None:
+    store, wecom = FakeStore(), FakeWeCom()
+    store.links[(SALES, "home")] = BASE
+    links = service(store, wecom, memory=LinkMemory())
+    assert [links.issue(parse_request({"scene": "home"}, CONFIG)).url for _ in range(3)] == [BASE] * 3
+    assert store.reads == 1 and wecom.calls == []
+
+
+def test_refusals_and_wecom_failures_are_not_remembered() -> None:
+    store, wecom, memory = FakeStore(), FakeWeCom(), LinkMemory()
+    links = service(store, wecom, (SALES, True), memory=memory)
+    with pytest.raises(LinkError):
+        links.issue(parse_request({"scene": "home", "account": SUPPORT}, OPEN))  # not the corp's
+    wecom.error = WeComError("kf/add_contact_way", -1, "busy", None)
+    with pytest.raises(LinkError):
+        links.issue(parse_request({"scene": "home"}, CONFIG))
+    assert len(memory) == 0 and store.links == {} and store.counts == {}
+    wecom.error = None
+    assert links.issue(parse_request({"scene": "home"}, CONFIG)).created  # asked again, then made
+
+
+def test_a_link_item_deleted_by_hand_is_followed_once_the_memory_entry_is_old() -> None:
+    store, wecom, clock = FakeStore(), FakeWeCom(), Clock()
+    links = service(store, wecom, memory=LinkMemory(max_age=300, clock=clock))
+    first = links.issue(parse_request({"scene": "home"}, CONFIG))
+    del store.links[(SALES, "home")]  # an operator removes the item
+    assert links.issue(parse_request({"scene": "home"}, CONFIG)).url == first.url  # remembered
+    clock.now += 300
+    renewed = links.issue(parse_request({"scene": "home"}, CONFIG))
+    assert renewed.created and renewed.url != first.url and store.links[(SALES, "home")] == renewed.url
+
+
+def test_deferred_counts_are_written_by_flush_one_write_per_account_scene_and_day() -> None:
+    store, wecom = FakeStore(), FakeWeCom()
+    links = service(store, wecom, memory=LinkMemory(), defer_counts=True)
+    issued = [links.issue(parse_request({"scene": s}, CONFIG)) for s in ("home", "home", "poster", "home")]
+    issued.append(links.issue(parse_request({"scene": "home", "account": "support"}, CONFIG)))
+    assert all(link.counted for link in issued) and store.counts == {} and store.writes == 0
+    assert links.flush_counts() == 0
+    assert store.counts == {(SALES, "home", "1971-01-01"): 3, (SALES, "poster", "1971-01-01"): 1,
+                            (SUPPORT, "home", "1971-01-01"): 1}
+    assert store.writes == 3
+    assert links.flush_counts() == 0 and store.writes == 3  # nothing pending: no write
+    links.issue(parse_request({"scene": "home"}, CONFIG))
+    links.flush_counts()
+    assert store.counts[(SALES, "home", "1971-01-01")] == 4 and store.writes == 4
+
+
+def test_a_failed_deferred_count_is_reported_and_does_not_stay_pending() -> None:
+    store, wecom, failed = FakeStore(), FakeWeCom(), []
+    links = service(store, wecom, failed=failed, defer_counts=True)
+    links.issue(parse_request({"scene": "home"}, CONFIG))
+    store.fail_counts = True
+    assert links.flush_counts() == 1 and len(failed) == 1
+    store.fail_counts = False
+    assert links.flush_counts() == 0 and store.counts == {}  # lost, as a failed count always was
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # Powertools: a refusal's metric goes out on its own
+def test_bad_input_changes_nothing_with_memory_and_deferred_counts(monkeypatch) -> None:
+    from tests.unit.lambda_env import LambdaContext, http_event, load_function
+
+    module = load_function("links", monkeypatch, KEFU_LINK_ACCOUNTS=f"sales={SALES}", KEFU_LINK_SCENES="home")
+    store, wecom = FakeStore(), FakeWeCom()
+    module.service = service(store, wecom, memory=LinkMemory(), defer_counts=True)
+    for query, status in (({"scene": "a b"}, 400), ({"scene": "home", "size": "9"}, 400),
+                          ({"scene": "other"}, 403), ({"scene": "home", "account": "nobody"}, 404)):
+        answer = module.handler(http_event("GET", "/links", query), LambdaContext())
+        assert answer["statusCode"] == status and set(json.loads(answer["body"])) == {"error", "message"}
+    assert store.links == {} and store.counts == {} and store.reads == 0 and wecom.calls == []
+    ok = module.handler(http_event("GET", "/links", {"scene": "home"}), LambdaContext())
+    assert ok["statusCode"] == 200 and store.counts == {(SALES, "home", "1971-01-01"): 1}  # counted before answering
+
+
+# -- counting after the answer (the internal Lambda extension) ---------------------------------
+
+class FakeExtensionsApi:
+    """Lambda's Extensions API in memory, as AfterAnswer calls it (its _call)."""
+
+    def __init__(self) -> None:
+        self.registered: list[tuple[dict, dict]] = []
+        self.events: queue.Queue = queue.Queue()
+        self.asked: queue.Queue = queue.Queue()  # one entry per event/next
+        self.closed = False
+
+    def call(self, method: str, path: str, headers: dict, body: str | None = None, timeout=None):
+        if path == "register":
+            self.registered.append((headers, json.loads(body or "{}")))
+            return {}, {"Lambda-Extension-Identifier": "ext-1"}
+        assert (method, path, headers) == ("GET", "event/next", {"Lambda-Extension-Identifier": "ext-1"})
+        self.asked.put(time.monotonic())
+        event = self.events.get()
+        if event is None:
+            raise ConnectionError("closed")
+        return event, {}
+
+    def invoke(self, request_id: str, seconds: float = 10) -> None:
+        self.events.put({"eventType": "INVOKE", "requestId": request_id,
+                         "deadlineMs": int((time.time() + seconds) * 1000)})
+
+    def next_asked(self) -> None:
+        self.asked.get(timeout=5)
+
+    def idle(self) -> bool:
+        return not self.asked.empty()
+
+
+class SlowCounts(FakeStore):
+    """Counting waits until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def count_issued(self, open_kfid: str, scene: str, day: str, count: int = 1) -> None:
+        assert self.release.wait(5)
+        super().count_issued(open_kfid, scene, day, count)
+
+
+@pytest.fixture
+def extension(monkeypatch):
+    from tests.unit.lambda_env import load_function
+
+    module = load_function("links", monkeypatch, KEFU_LINK_ACCOUNTS=f"sales={SALES}")
+    assert module.after_answer is None  # no AWS_LAMBDA_RUNTIME_API: the handler counts before answering
+    api = FakeExtensionsApi()
+    monkeypatch.setattr(module.AfterAnswer, "_call", api.call)
+    monkeypatch.setenv("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9001")
+    started = module.AfterAnswer.start(module._count_after_answer)
+    assert started is not None
+    module.after_answer = started
+    api.next_asked()  # the extension is ready: Lambda's init may end
+    yield module, api
+    started.stop()
+    api.events.put(None)
+
+
+def test_the_extension_registers_for_invoke_events_only(extension) -> None:
+    _, api = extension
+    [(headers, body)] = api.registered
+    assert body == {"events": ["INVOKE"]} and headers["Lambda-Extension-Name"]
+
+
+def test_the_answer_goes_out_before_the_count_and_the_invocation_ends_after_it(extension) -> None:
+    from tests.unit.lambda_env import LambdaContext, http_event
+
+    module, api = extension
+    store, wecom = SlowCounts(), FakeWeCom()
+    module.service = service(store, wecom, memory=LinkMemory(), defer_counts=True)
+    api.invoke("req-1")
+    answer = module.handler(http_event("GET", "/links", {"scene": "home"}), LambdaContext(aws_request_id="req-1"))
+    assert answer["statusCode"] == 200 and json.loads(answer["body"])["open_kfid"] == SALES
+    time.sleep(0.05)
+    assert store.counts == {} and not api.idle()  # answered; the count is being written, the invocation goes on
+    store.release.set()
+    api.next_asked()  # the extension asks for its next event only now
+    assert store.counts == {(SALES, "home", "1971-01-01"): 1} and store.writes == 1
+    for n in (2, 3):
+        api.invoke(f"req-{n}")
+        module.handler(http_event("GET", "/links", {"scene": "home"}), LambdaContext(aws_request_id=f"req-{n}"))
+        api.next_asked()
+        assert store.counts == {(SALES, "home", "1971-01-01"): n} and store.writes == n  # one write each
+
+
+def test_without_the_handlers_word_the_extension_counts_before_the_deadline(extension) -> None:
+    module, api = extension
+    store, wecom = FakeStore(), FakeWeCom()
+    module.service = service(store, wecom, defer_counts=True)
+    module.service.issue(parse_request({"scene": "home"}, CONFIG))  # as if a handler were still running
+    started = time.monotonic()
+    api.invoke("req-stuck", seconds=module.AfterAnswer.MARGIN + 0.3)
+    api.next_asked()
+    assert 0.1 < time.monotonic() - started < 2 and store.counts == {(SALES, "home", "1971-01-01"): 1}
+
+
+def test_a_failed_registration_leaves_counting_to_the_handler(monkeypatch) -> None:
+    from tests.unit.lambda_env import load_function
+
+    module = load_function("links", monkeypatch)
+
+    def refuse(self, method, path, headers, body=None, timeout=None):
+        raise ConnectionRefusedError("no runtime API")
+
+    monkeypatch.setattr(module.AfterAnswer, "_call", refuse)
+    monkeypatch.setenv("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9")
+    assert module.AfterAnswer.start(module._count_after_answer) is None
 
 
 # -- QR codes ----------------------------------------------------------------------------------

@@ -1,16 +1,19 @@
 import copy
 import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import ValidationError
 
 from kefu.wecom.models import (
     EVENT_MODELS,
     PAYLOAD_MODELS,
     BusinessCardPayload,
-    CallbackEvent,
     ChannelsPayload,
     ChannelsShopOrderPayload,
     ChannelsShopProductPayload,
@@ -532,6 +535,164 @@ def test_unknown_event_type_kept_whole():
     assert not item.malformed
 
 
+# --------------------------------------------------------------------------- field conversions
+
+
+def payload_of(msgtype, body):
+    item = parse_item(message(msgtype, body))
+    return item.payload, item.malformed
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("hi", "hi"), ("", ""), (42, "42"), (1.5, "1.5"), (10**20, str(10**20)), (EventType.ENTER_SESSION, "enter_session")],
+)
+def test_text_field_values(value, expected):
+    payload, malformed = payload_of("text", {"content": value})
+    assert payload.content == expected and type(payload.content) is str
+    assert not malformed
+
+
+@pytest.mark.parametrize("value", [True, False, [1], {"a": 1}])
+def test_text_field_rejects(value):
+    payload, malformed = payload_of("text", {"content": value, "menu_id": "7"})
+    assert payload.content is None
+    assert payload.menu_id == "7"  # the rest of the payload survives
+    assert malformed
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (2, 2), (True, 1), (2.0, 2), (-0.0, 0), (2.0**62, 2**62), (10**30, 10**30),
+        ("7", 7), (" +7 ", 7), ("7.0", 7), ("1e3", 1000), ("1_000", 1000), ("1e300", int(1e300)), ("", None), ("  ", None),
+        (None, None),
+    ],
+)
+def test_int_field_values(value, expected):
+    payload, malformed = payload_of("channels", {"sub_type": value})
+    assert payload.sub_type == expected and type(payload.sub_type) is type(expected)
+    assert not malformed
+
+
+@pytest.mark.parametrize("value", [1.5, 2.0**63, -(2.0**63), math.inf, math.nan, "1.5", "inf", "nan", "0x10", "seven", "1e400", [1], {}])
+def test_int_field_rejects(value):
+    payload, malformed = payload_of("channels", {"sub_type": value, "nickname": "N"})
+    assert payload.sub_type is None
+    assert payload.nickname == "N"
+    assert malformed
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (23, 23.0), (True, 1.0), (23.5, 23.5), (" 23.5 ", 23.5), ("5.", 5.0), (".5", 0.5), ("-5.e-3", -0.005),
+        ("1_000.5", 1000.5), ("1_.5", 1.5), ("1E_5", 1e5), ("INF", math.inf), ("-infinity", -math.inf), ("1e400", math.inf),
+        ("", None), (None, None),
+    ],
+)
+def test_float_field_values(value, expected):
+    payload, malformed = payload_of("location", {"latitude": value})
+    assert payload.latitude == expected and type(payload.latitude) is type(expected)
+    assert not malformed
+
+
+@pytest.mark.parametrize("value", ["north", "١.٥", "１", "_1", "1_", "1__0", "0x10", "1e", ".", "infinit", 10**400, [1.0], {"lat": 1}])
+def test_float_field_rejects(value):
+    payload, malformed = payload_of("location", {"latitude": value, "longitude": 113.3})
+    assert payload.latitude is None
+    assert payload.longitude == 113.3
+    assert malformed
+
+
+def test_float_field_nan():
+    payload, malformed = payload_of("location", {"latitude": "NaN", "longitude": math.nan})
+    assert math.isnan(payload.latitude) and math.isnan(payload.longitude)
+    assert not malformed
+
+
+def test_channels_shop_product_key_preference():
+    payload, malformed = payload_of("channels_shop_product", {"head_img": "short", "head_image": "long"})
+    assert payload.head_image == "long" and not malformed
+    # an unusable value under the preferred key falls back to the other spelling
+    payload, malformed = payload_of("channels_shop_product", {"head_image": [1], "head_img": "short", "title": "T"})
+    assert payload.head_image == "short" and payload.title == "T"
+    assert malformed
+    payload, malformed = payload_of("channels_shop_product", {"head_img": [1], "title": "T"})
+    assert payload.head_image is None and payload.title == "T"
+    assert malformed
+    payload, malformed = payload_of("channels_shop_product", {"head_image": None, "head_img": "short"})
+    assert payload.head_image is None and not malformed
+
+
+def test_wechat_channels_is_all_or_nothing():
+    body = {"event_type": "enter_session", "scene": "ad", "wechat_channels": {"nickname": "Creator", "scene": "x"}}
+    item = parse_item(event_item(body))
+    assert item.event.wechat_channels is None
+    assert item.event.scene == "ad"
+    assert item.malformed
+    assert item.event.entry_scene == "ad"
+    for channels in ("Creator", ["nickname"], 1):
+        item = parse_item(event_item({"event_type": "enter_session", "wechat_channels": channels}))
+        assert item.event.wechat_channels is None and item.malformed
+    item = parse_item(event_item({"event_type": "enter_session", "wechat_channels": {"shop_nickname": "Shop", "x": 1}}))
+    assert item.event.wechat_channels == WechatChannels(shop_nickname="Shop")
+    assert item.event.entry_scene == "channels:Shop"
+    assert not item.malformed
+
+
+def test_merged_msg_entries_are_all_or_nothing():
+    payload, malformed = payload_of("merged_msg", {"title": "T", "item": [{"msgtype": "text"}, {"send_time": "soon"}]})
+    assert payload.item == [] and payload.title == "T"
+    assert malformed
+    for items in (None, {"msgtype": "text"}, "x"):
+        payload, malformed = payload_of("merged_msg", {"item": items})
+        assert payload.item == [] and malformed
+    payload, malformed = payload_of("merged_msg", {"item": [{"msg_content": True}]})
+    assert payload.item == [] and malformed
+
+
+def test_msgmenu_list_must_be_a_list():
+    for entries in (None, "x", {"type": "click"}):
+        payload, malformed = payload_of("msgmenu", {"list": entries, "head_content": "H"})
+        assert payload.list == [] and payload.head_content == "H"
+        assert malformed
+    entry = {"type": "click", "click": {"id": "1"}}
+    payload, _ = payload_of("msgmenu", {"list": [entry]})
+    assert payload.list == [entry] and payload.list[0] is not entry  # a copy: the raw item stays untouched
+
+
+def test_event_type_not_a_string():
+    item = parse_item(event_item({"event_type": 5}))
+    assert type(item.event) is KfEvent and item.event_type == "5"
+    assert not item.malformed
+    item = parse_item(event_item({"event_type": None, "open_kfid": KFID}))
+    assert item.event_type == "" and item.open_kfid == KFID
+    assert item.malformed
+
+
+def test_models_are_frozen_values():
+    item = parse_item(message("text", {"content": "hi"}))
+    with pytest.raises(AttributeError):
+        item.msgid = "other"
+    with pytest.raises(AttributeError):
+        item.payload.content = "other"
+    assert item.payload == TextPayload(content="hi")
+    assert parse_item(message("text", {"content": "hi"})) == item
+    assert MsgSendFailEvent() == MsgSendFailEvent(event_type="", fail_msgid=None)  # defaults for every field
+    with pytest.raises(TypeError):
+        TextPayload("hi")  # keyword arguments only
+
+
+def test_import_loads_no_pydantic():
+    shared = str(Path(__file__).resolve().parents[2] / "shared")
+    env = {**os.environ, "PYTHONPATH": shared}
+    heavy = "{'pydantic', 'pydantic_core', 'typing_extensions', 'annotated_types'}"
+    code = f"import sys, kefu.wecom.models; print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy}))"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.strip() == "[]"
+
+
 # --------------------------------------------------------------------------- robustness
 
 
@@ -545,11 +706,13 @@ def test_parse_items():
 
 
 def test_dump_includes_typed_payload():
-    dumped = parse_item(message("image", {"media_id": "M"})).model_dump()
+    dumped = parse_item(message("image", {"media_id": "M"})).to_dict()
     assert dumped["payload"] == {"media_id": "M"}
     assert dumped["raw"]["image"] == {"media_id": "M"}
-    ev = parse_item(event_item({"event_type": "msg_send_fail", "fail_msgid": "F"})).model_dump()
+    ev = parse_item(event_item({"event_type": "msg_send_fail", "fail_msgid": "F"})).to_dict()
     assert ev["event"]["fail_msgid"] == "F"
+    nested = parse_item(message("merged_msg", {"item": [{"msgtype": "text", "send_time": "5"}]})).to_dict()
+    assert nested["payload"]["item"] == [{"send_time": 5, "msgtype": "text", "sender_name": None, "msg_content": None}]
 
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
@@ -612,66 +775,3 @@ def test_parse_item_never_raises(raw):
 @given(st.lists(json_values, max_size=5))
 def test_parse_items_never_raises(values):
     assert len(parse_items(values)) == len(values)
-
-
-# --------------------------------------------------------------------------- callback event
-
-GOOD_FIELDS = {
-    "ToUserName": "ww0123456789abcdef",
-    "CreateTime": "1348831860",
-    "MsgType": "event",
-    "Event": "kf_msg_or_event",
-    "Token": "ENCApHxnGDNAVNY4AaSJKj4Tb5mwsEMzxhFmHVGcra996NR",
-    "OpenKfId": "wkxxxxxxx",
-}
-
-
-def test_callback_event_from_xml_fields():
-    event = CallbackEvent.from_xml_fields(dict(GOOD_FIELDS))
-    assert event.to_user_name == "ww0123456789abcdef"
-    assert event.create_time == 1348831860
-    assert event.msg_type == "event"
-    assert event.event == "kf_msg_or_event"
-    assert event.is_kf_msg_or_event
-    assert event.token == "ENCApHxnGDNAVNY4AaSJKj4Tb5mwsEMzxhFmHVGcra996NR"
-    assert event.open_kfid == "wkxxxxxxx"
-    assert event.extra == {}
-
-
-def test_callback_event_optional_and_extra_tags():
-    fields = {
-        "ToUserName": "ww1",
-        "CreateTime": " 1348831860\n",
-        "MsgType": "event",
-        "Event": "kf_account_auth_change",
-        "FromUserName": "sys",
-        "AuthAddOpenKfId": "wkNEW",
-        "AuthDelOpenKfId": None,
-        "Token": None,
-    }
-    event = CallbackEvent.from_xml_fields(fields)
-    assert event.create_time == 1348831860
-    assert event.token is None and event.open_kfid is None
-    assert not event.is_kf_msg_or_event
-    assert event.extra == {"FromUserName": "sys", "AuthAddOpenKfId": "wkNEW", "AuthDelOpenKfId": ""}
-
-
-@pytest.mark.parametrize("create_time", ["soon", "", "1348831860.5", "0x10"])
-def test_callback_event_bad_create_time(create_time):
-    with pytest.raises(ValidationError):
-        CallbackEvent.from_xml_fields({**GOOD_FIELDS, "CreateTime": create_time})
-
-
-@pytest.mark.parametrize("missing", ["ToUserName", "CreateTime", "MsgType", "Event"])
-def test_callback_event_missing_required(missing):
-    fields = {k: v for k, v in GOOD_FIELDS.items() if k != missing}
-    with pytest.raises(ValidationError):
-        CallbackEvent.from_xml_fields(fields)
-
-
-def test_callback_event_snake_case_names_are_not_tags():
-    # only the PascalCase XML tags are recognised; anything else lands in extra
-    fields = {**GOOD_FIELDS, "open_kfid": "other"}
-    event = CallbackEvent.from_xml_fields(fields)
-    assert event.open_kfid == "wkxxxxxxx"
-    assert event.extra == {"open_kfid": "other"}

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
-from local.template import Template
+import pytest
+
+from kefu.secrets import CALLBACK_NAMES, CORP_SECRET
+from local.template import Template, TemplateError
 
 TEMPLATE = Template.load(Path(__file__).resolve().parents[2] / "template.yaml", overrides={"WeComCorpId": "ww"})
 
@@ -67,16 +71,12 @@ def _ssm_resources(function: str) -> list[str]:
 
 
 def test_the_callback_may_read_its_two_secrets_and_never_the_corp_secret() -> None:
-    from kefu.secrets import CALLBACK_NAMES, CORP_SECRET
-
     readable = _ssm_resources("CallbackFunction")
     assert sorted(r.rsplit("/", 1)[1] for r in readable) == sorted(CALLBACK_NAMES)
     assert not any(r.endswith("/*") or r.endswith(CORP_SECRET) for r in readable)
 
 
 def test_a_callback_that_fails_verification_alarms() -> None:
-    import ast
-
     source = (Path(__file__).resolve().parents[2] / "functions/callback/app.py").read_text()
     metric = next(node.value.value for node in ast.walk(ast.parse(source))
                   if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "UNVERIFIED_METRIC")
@@ -114,3 +114,66 @@ def test_only_the_route_function_may_publish_events_and_only_to_the_bus_given() 
             assert "events:PutEvents" in text and "HasEventBus" in text
         else:
             assert "events:PutEvents" not in text, name
+
+
+# -- the local stack's reading of conditions ---------------------------------------------------------
+
+CONDITIONS = """\
+Parameters:
+  Bus: {Type: String, Default: ""}
+  Hook: {Type: String, Default: ""}
+Conditions:
+  HasBus: !Not [!Equals [!Ref Bus, ""]]
+  HasHook: !And [!Condition HasBus, !Not [!Equals [!Ref Hook, ""]]]
+  NoHook: !Not [!Condition HasHook]
+  Either: {"Fn::Or": [{"Condition": "HasBus"}, {"Fn::Condition": "HasHook"}]}
+  Loop: !Not [!Condition Loop2]
+  Loop2: !Condition Loop
+Resources:
+  Queue:
+    Type: AWS::SQS::Queue
+    Condition: HasHook
+    Properties:
+      Tags: !If [HasHook, [{Key: hook, Value: !Ref Hook}], !Ref AWS::NoValue]
+  Policy:
+    Type: AWS::SQS::QueuePolicy
+    Properties:
+      PolicyDocument:
+        Statement:
+          - Effect: Deny
+            Condition: {Bool: {aws:SecureTransport: false}}
+"""
+
+
+def _conditions_template(tmp_path: Path, **values: str) -> Template:
+    path = tmp_path / "template.yaml"
+    path.write_text(CONDITIONS, encoding="utf-8")
+    return Template.load(path, overrides=values)
+
+
+def test_a_condition_may_name_other_conditions(tmp_path: Path) -> None:
+    none = _conditions_template(tmp_path)
+    assert (none.condition("HasBus"), none.condition("HasHook"), none.condition("NoHook"), none.condition("Either")) == (
+        False, False, True, False)
+    bus_only = _conditions_template(tmp_path, Bus="b")
+    assert (bus_only.condition("HasHook"), bus_only.condition("NoHook"), bus_only.condition("Either")) == (False, True, True)
+    both = _conditions_template(tmp_path, Bus="b", Hook="https://h")
+    assert (both.condition("HasHook"), both.condition("NoHook")) == (True, False)
+    assert both.resolve(both.body["Resources"]["Queue"]["Properties"]) == {"Tags": [{"Key": "hook", "Value": "https://h"}]}
+    assert none.resolve(none.body["Resources"]["Queue"]["Properties"]) == {}
+
+
+def test_conditions_that_cannot_be_resolved_are_errors_and_an_iam_condition_block_is_not_one(tmp_path: Path) -> None:
+    template = _conditions_template(tmp_path)
+    with pytest.raises(TemplateError, match="circular condition: Loop -> Loop2 -> Loop"):
+        template.condition("Loop")
+    with pytest.raises(TemplateError, match="unknown condition 'Nope'"):
+        template.resolve({"Fn::If": ["Nope", 1, 2]})
+    statement = template.resolve(template.body["Resources"]["Policy"]["Properties"])["PolicyDocument"]["Statement"][0]
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": False}}
+
+
+def test_every_condition_of_the_template_resolves_with_the_defaults() -> None:
+    for name in TEMPLATE.body["Conditions"]:
+        assert TEMPLATE.condition(name) in (True, False), name
+    assert TEMPLATE.condition("HasHelpdeskWebhook") is False  # !And with a !Condition: no event bus by default

@@ -4,9 +4,11 @@ Items (pk / sk):
 - link per account and scene: "link#<open_kfid>" / "<scene>" - ``url`` (add_contact_way's answer,
   without any scene_param), ``created_at``. Written once with a conditional put, never changed:
   WeCom's links do not expire, so the first URL stored for a scene is the one every caller gets.
-- the funnel's ``links_issued`` counter (see kefu.stats for the keys): one ADD per link answered.
-  Answers a CDN or browser serves from its cache never reach Kefu, so the counter is the number
-  of links Kefu answered: a lower bound of the links shown.
+- the funnel's ``links_issued`` counter (see kefu.stats for the keys): one UpdateItem (an ADD,
+  no transaction, no read) per link answered - deployed, made after the answer has gone out, in
+  the same invocation (kefu.links.LinkService.flush_counts). Answers a CDN or browser serves from
+  its cache never reach Kefu, so the counter is the number of links Kefu answered: a lower bound
+  of the links shown.
 - the day's count of new links: "linkquota#<day>" / "n" - ``made``, expiring two days later.
 """
 
@@ -62,4 +64,5 @@ class LinkStore(TableStore):
         ))
 
     def count_issued(self, open_kfid: str, scene: str, day: str, count: int = 1) -> None:
+        """Add ``count`` links answered to the day's funnel item of the account and scene: one write."""
         StatsStore(self._name).add([stats.funnel(day, open_kfid, scene, "links_issued", count)])

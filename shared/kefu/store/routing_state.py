@@ -9,12 +9,14 @@ a servicer over max_active_per_servicer and a retried assignment never counts tw
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kefu.routing.decide import Routed
 from kefu.routing.session import SEND_LIMIT, SEND_WINDOW, Session
 from kefu.store import keys
 from kefu.store.dynamo import TableStore, conditionally, transact
+
+if TYPE_CHECKING:  # the type only: importing the routing decisions would load the rules' models
+    from kefu.routing.decide import Routed
 
 __all__ = ["SEND_LIMIT", "SEND_WINDOW", "LoadStore", "PoolEntry", "PoolStore", "RosterStore", "RoutingState", "SessionStore"]
 

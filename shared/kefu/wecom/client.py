@@ -8,6 +8,10 @@ the call (-1 busy, 45009 and 45033 rate limits): nothing happened, so the same c
 with backoff; sends carry their own msgid, so even then WeCom would refuse a double. A rejected
 access_token is refreshed and the call retried once, for reads and writes alike, since WeCom
 did not execute a call it refused for its token.
+
+The HTTP client is urllib3, which botocore has already imported in every function: a cold start
+pays nothing more for it. urllib3 itself never retries nor follows a redirect here; these
+decisions are the client's alone.
 """
 
 from __future__ import annotations
@@ -15,21 +19,35 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlencode
 
-import httpx
+import urllib3
+from urllib3.exceptions import HTTPError, NewConnectionError
+from urllib3.exceptions import TimeoutError as HTTPTimeoutError
 
 from kefu.wecom.errors import WeComError
 
 MAX_ATTEMPTS = 4
 BACKOFF_SECONDS = 0.2
-TIMEOUT = httpx.Timeout(5.0, connect=2.0)
+CONNECT_TIMEOUT = 2.0  # seconds to open a connection
+READ_TIMEOUT = 5.0  # seconds without a byte of the answer
+TIMEOUT = urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT)
+POOL_SIZE = 10  # connections kept alive per host (a function may call from several threads)
+# Sent with every call (a request's own headers replace the pool's, so they are merged here).
+HEADERS = {"Accept-Encoding": "gzip, deflate"}
+JSON_HEADERS = {**HEADERS, "Content-Type": "application/json; charset=utf-8"}
 
 
 def encode_json(body: dict[str, Any]) -> bytes:
     """WeCom rejects \\uXXXX escapes (40033): send raw UTF-8."""
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def new_pool() -> urllib3.PoolManager:
+    """A pool of kept-alive connections, for one client or shared by several."""
+    return urllib3.PoolManager(maxsize=POOL_SIZE, timeout=TIMEOUT, retries=False)
 
 
 class WeComClient:
@@ -39,7 +57,8 @@ class WeComClient:
         *,
         token_source: Callable[[], str] | None = None,
         on_token_rejected: Callable[[str], None] | None = None,
-        http: httpx.Client | None = None,
+        http: urllib3.PoolManager | None = None,
+        timeout: float | None = None,
         max_attempts: int = MAX_ATTEMPTS,
         backoff: float = BACKOFF_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
@@ -48,14 +67,19 @@ class WeComClient:
         self._base = base_url.rstrip("/") + "/cgi-bin/"
         self._token_source = token_source
         self._on_token_rejected = on_token_rejected
-        self._http = http or httpx.Client(timeout=TIMEOUT)
+        # ``http``: a pool to share with other clients (connect() shares one between the token
+        # fetches and the calls). ``timeout``: seconds for each of connecting and reading, in
+        # place of CONNECT_TIMEOUT and READ_TIMEOUT.
+        self._http = http if http is not None else new_pool()
+        self._timeout = TIMEOUT if timeout is None else urllib3.Timeout(connect=timeout, read=timeout)
         self._max_attempts = max_attempts
         self._backoff = backoff
         self._sleep = sleep
         self._on_error = on_error
 
     def close(self) -> None:
-        self._http.close()
+        """Close the pool's kept-alive connections (a later call opens new ones)."""
+        self._http.clear()
 
     # -- public calls -------------------------------------------------------------------------
 
@@ -136,56 +160,59 @@ class WeComClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send(self, path: str, body: dict[str, Any] | None, params: dict[str, str] | None) -> dict[str, Any]:
-        url = self._base + path
-        try:
-            if body is None:
-                response = self._http.get(url, params=params)
-            else:
-                response = self._http.post(
-                    url, params=params, content=encode_json(body),
-                    headers={"Content-Type": "application/json; charset=utf-8"},
-                )
-        except httpx.TimeoutException:
-            raise WeComError(path, None, "timed out") from None
-        except httpx.HTTPError as exc:
-            raise WeComError(path, None, f"transport error: {type(exc).__name__}") from None
-        return decode(path, response)
+        if body is None:
+            return decode(path, self._request(path, "GET", params))
+        return decode(path, self._request(path, "POST", params, body=encode_json(body), headers=JSON_HEADERS))
 
     def _post_file(self, path: str, params: dict[str, str], filename: str, data: bytes,
                    content_type: str) -> dict[str, Any]:
-        try:
-            response = self._http.post(self._base + path, params=params,
-                                       files={"media": (filename, data, content_type)})
-        except httpx.TimeoutException:
-            raise WeComError(path, None, "timed out") from None
-        except httpx.HTTPError as exc:
-            raise WeComError(path, None, f"transport error: {type(exc).__name__}") from None
-        return decode(path, response)
+        return decode(path, self._request(path, "POST", params, fields={"media": (filename, data, content_type)}))
 
     def _fetch_binary(self, path: str, params: dict[str, str], token: str) -> tuple[bytes, str]:
-        try:
-            response = self._http.get(self._base + path, params={**params, "access_token": token})
-        except httpx.TimeoutException:
-            raise WeComError(path, None, "timed out") from None
-        except httpx.HTTPError as exc:
-            raise WeComError(path, None, f"transport error: {type(exc).__name__}") from None
+        response = self._request(path, "GET", {**params, "access_token": token})
         content_type = response.headers.get("content-type", "application/octet-stream")
-        if response.status_code != 200 or content_type.startswith(("application/json", "text/plain")):
+        if response.status != 200 or content_type.startswith(("application/json", "text/plain")):
             decode(path, response)  # raises with WeCom's errcode
-            raise WeComError(path, None, "expected binary content", response.status_code)
-        return response.content, content_type
+            raise WeComError(path, None, "expected binary content", response.status)
+        return response.data, content_type
+
+    def _request(self, path: str, method: str, params: dict[str, str] | None, *, body: bytes | None = None,
+                 headers: Mapping[str, str] = HEADERS,
+                 fields: dict[str, tuple[str, bytes, str]] | None = None) -> urllib3.BaseHTTPResponse:
+        """One HTTP exchange, its answer read whole; no answer at all is a WeComError without
+        errcode or status (a timeout, a refused or broken connection)."""
+        url = self._base + path + ("?" + urlencode(params) if params else "")
+        try:
+            if fields is not None:  # multipart/form-data, encoded by urllib3
+                return self._http.request(method, url, fields=fields, encode_multipart=True, headers=headers,
+                                          timeout=self._timeout, retries=False, redirect=False)
+            return self._http.request(method, url, body=body, headers=headers, timeout=self._timeout,
+                                      retries=False, redirect=False)
+        except HTTPError as exc:
+            if _timed_out(exc):
+                raise WeComError(path, None, "timed out") from None
+            raise WeComError(path, None, f"transport error: {type(exc).__name__}") from None
 
 
-def decode(path: str, response: httpx.Response) -> dict[str, Any]:
+def _timed_out(exc: HTTPError) -> bool:
+    """A connect or read timeout; or a send that stalled, which urllib3 reports as a broken
+    connection around the socket's timeout. A refused connection is no timeout, though urllib3
+    derives its error from the connect timeout's."""
+    if isinstance(exc, NewConnectionError):
+        return False
+    return isinstance(exc, HTTPTimeoutError) or any(isinstance(arg, TimeoutError) for arg in exc.args)
+
+
+def decode(path: str, response: urllib3.BaseHTTPResponse) -> dict[str, Any]:
     """A WeCom JSON answer, or the WeComError it carries (errcode, or the HTTP status)."""
-    if response.status_code != 200:
-        raise WeComError(path, None, f"HTTP {response.status_code}", response.status_code)
+    if response.status != 200:
+        raise WeComError(path, None, f"HTTP {response.status}", response.status)
     try:
-        data = response.json()
+        data = json.loads(response.data)
     except ValueError:
-        raise WeComError(path, None, "response is not JSON", response.status_code) from None
+        raise WeComError(path, None, "response is not JSON", response.status) from None
     if not isinstance(data, dict):
-        raise WeComError(path, None, "response is not a JSON object", response.status_code)
+        raise WeComError(path, None, "response is not a JSON object", response.status)
     errcode = data.get("errcode", 0)
     if errcode not in (0, "0"):
         try:

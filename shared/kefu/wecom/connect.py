@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import httpx
-
 from kefu.config import Settings
 from kefu.secrets import load_secrets
 from kefu.store.tokens import TokenTable
-from kefu.wecom.client import TIMEOUT, WeComClient
+from kefu.wecom.client import WeComClient, new_pool
 from kefu.wecom.errors import WeComError
 from kefu.wecom.tokens import AccessTokens, token_key
 
@@ -17,7 +15,7 @@ from kefu.wecom.tokens import AccessTokens, token_key
 def connect(settings: Settings, on_error: Callable[[WeComError], None] | None = None) -> WeComClient:
     secrets = load_secrets(settings.secrets_prefix)
     store = TokenTable(settings.state_table, token_key(settings.corp_id, secrets.corp_secret))
-    http = httpx.Client(timeout=TIMEOUT)  # one connection pool for token fetches and calls
+    http = new_pool()  # one connection pool for token fetches and calls
     bare = WeComClient(settings.wecom_api_base, http=http, on_error=on_error)
     tokens = AccessTokens(store, lambda: bare.gettoken(settings.corp_id, secrets.corp_secret))
     return WeComClient(
