@@ -61,7 +61,7 @@ BENCHMARKS = [
           python=BENCH_PY, timeout=180,
           about="Same random signed callbacks for both; wechatpy lives only in .venv-bench. Ratio = Kefu's time "
                 "over wechatpy's (below 1: Kefu is faster)."),
-    Bench("coldstart", "Cold start per function", "coldstart_bench.py", timeout=420,
+    Bench("coldstart", "Cold start per function", "coldstart_bench.py", timeout=600,
           about="Fresh processes from .venv-lambda (boto3 + the layer's requirements, nothing else), serving a "
                 "real first event against moto and the WeCom simulator; ratio over `import boto3` + one client."),
     Bench("sync", "Sync drain", "sync_bench.py", timeout=300,
@@ -204,9 +204,10 @@ def headline(benches: dict[str, Bench]) -> list[tuple[str, str, str]]:
         if m:
             ratio = figure(benches, "coldstart", f"coldstart.{m[1]}.ratio")
             pyc = figure(benches, "coldstart", f"coldstart.{m[1]}.pyc_ms")
+            pyc_ratio = figure(benches, "coldstart", f"coldstart.{m[1]}.pyc_ratio")
             rows.append((f"Cold start, {m[1]} (import + first event, fresh process)",
-                         f"{fmt(f)} = {fmt(ratio, unit=False)}x import boto3 + client; {fmt(pyc)} with .pyc shipped",
-                         "coldstart"))
+                         f"{fmt(f)} = {fmt(ratio, unit=False)}x import boto3 + client; {fmt(pyc)} with .pyc shipped"
+                         + (f" = {fmt(pyc_ratio, unit=False)}x" if pyc_ratio else ""), "coldstart"))
     if not cold or not cold.figures:
         rows.append(("Cold start per function", status_of(cold), "coldstart"))
     sync = benches.get("sync")
@@ -215,6 +216,9 @@ def headline(benches: dict[str, Bench]) -> list[tuple[str, str, str]]:
         rows.append((f"Sync drain ({f['name']})", fmt(f), "sync"))
     if not rates:
         rows.append(("Sync drain rate", status_of(sync), "sync"))
+    for f in (sync.figures if sync else []):
+        if f["name"].startswith("sync.") and "per_1000" in f["name"]:
+            rows.append((f"Sync's own cost: {f['name'].removeprefix('sync.')}", fmt(f), "sync"))
     for key, label in (("route", "Route latency"), ("links", "Links")):
         bench = benches.get(key)
         shown = [f for f in (bench.figures if bench else [])][:4]
@@ -238,9 +242,25 @@ def headline(benches: dict[str, Bench]) -> list[tuple[str, str, str]]:
     return rows
 
 
+def previous_summary(path: Path) -> tuple[str, dict[str, str]]:
+    """The date and the summary rows (figure -> value) of the report this run replaces."""
+    if not path.exists():
+        return "", {}
+    text = path.read_text(encoding="utf-8")
+    date = re.search(r"^- Date: (\S+)", text, re.MULTILINE)
+    rows: dict[str, str] = {}
+    summary = text.split("## Summary", 1)[-1].split("\n## ", 1)[0]
+    for line in summary.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 3 and cells[0] not in ("figure", "---") and not cells[0].startswith("-"):
+            rows[cells[0]] = cells[1]
+    return (date[1] if date else ""), rows
+
+
 def write_report(path: Path, benches: list[Bench], info: dict[str, str], started: dt.datetime, seconds: float,
                  command: str) -> None:
     by_key = {b.key: b for b in benches}
+    before_date, before = previous_summary(path)
     out: list[str] = []
     add = out.append
     add("# Kefu performance and cost")
@@ -261,14 +281,14 @@ def write_report(path: Path, benches: list[Bench], info: dict[str, str], started
     add("")
     add("## Summary")
     add("")
-    add("| figure | value | benchmark |")
-    add("|---|---|---|")
+    add(f"| figure | value | previous report ({before_date or 'none'}) | benchmark |")
+    add("|---|---|---|---|")
     for name, value, key in headline(by_key):
-        add(f"| {name} | {value} | [{key}](#{key}) |")
+        add(f"| {name} | {value} | {before.get(name, '-')} | [{key}](#{key}) |")
     for section in SECTIONS:
         title = section_title(HERE / section)
         if title:
-            add(f"| {title} | hand-written, from benchmarks/{section} | [{title.lower()}](#{anchor(title)}) |")
+            add(f"| {title} | hand-written, from benchmarks/{section} | | [{title.lower()}](#{anchor(title)}) |")
     add("")
     for bench in benches:
         add(f"## {bench.key}")

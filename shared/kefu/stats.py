@@ -1,6 +1,6 @@
 """Service statistics counted as events happen: the per-scene funnel and per-servicer figures.
 
-Figures are per day and (account, scene) or (account, servicer):
+Counters live in the StateTable, one item per day and (account, scene) or (account, servicer):
 - funnel: "funnel#<day>" / "<open_kfid>#<scene>" - links_issued, sessions_entered,
   customers_wrote, sessions_assigned, sessions_ended, ratings, rating_sum, upgrades_offered
   (升级服务 offers), sends_failed (WeCom's msg_send_fail)
@@ -8,8 +8,8 @@ Figures are per day and (account, scene) or (account, servicer):
   first_responses, first_response_seconds, ratings, rating_sum, upgrades_offered (offers made in
   sessions the servicer served)
 Days are calendar days in the stats time zone (KEFU_STATS_TIMEZONE, default Asia/Shanghai, the
-zone WeCom's own statistics use). Every count but links_issued is an item keyed by the event that
-caused it (kefu.store.stats), so a retried queue record never counts twice.
+zone WeCom's own statistics use). Every count but links_issued is made through a marker keyed by
+the event that caused it, in the same transaction, so a retried queue record never counts twice.
 """
 
 from __future__ import annotations

@@ -123,8 +123,8 @@ class FakeSessions:
         for name in remove:
             item.pop(name, None)
 
-    def mark_routed(self, open_kfid: str, euid: str, routed: Routed) -> None:
-        self.update(open_kfid, euid, {"routed": list(routed.tags)})
+    def mark_routed(self, open_kfid: str, euid: str, routed: Routed, also: dict[str, Any] | None = None) -> None:
+        self.update(open_kfid, euid, {**(also or {}), "routed": list(routed.tags)})
 
     def take_send(self, open_kfid: str, euid: str, now: float, send_id: str) -> int:
         """The ledger in send_ids: 1 for a send's first attempt (one unit taken), 2 for a later

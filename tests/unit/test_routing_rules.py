@@ -159,6 +159,15 @@ def test_the_shipped_and_test_rules_files_are_valid(path: str) -> None:
     assert rules.policy("wkAnything").strategy in ("round_robin", "least_busy")
 
 
+def test_the_route_function_ships_the_assets_its_rules_name() -> None:
+    """`sam build` copies functions/route/ with its links followed: the rules' files must be
+    found beside functions/route/routing.yaml itself, not only beside the file it links to."""
+    shipped = ROOT / "functions" / "route"
+    text = (shipped / "routing.yaml").read_text(encoding="utf-8")
+    rules = parse_rules(text, source="functions/route/routing.yaml", base_dir=shipped)
+    assert rules.policy("wkAnything").strategy in ("round_robin", "least_busy")
+
+
 # -- messages, menus, 升级服务 -------------------------------------------------------------------------
 
 RICH = """\

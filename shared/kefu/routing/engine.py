@@ -121,11 +121,13 @@ class RoutingEngine:
         if routed.has_seen(item.msgid):
             self.record(Decision(open_kfid, euid, None, "repeat", Outcome.SKIPPED, detail=item.msgid))
             return
-        self._dispatch(item, session)
-        self.state.sessions.mark_routed(open_kfid, euid, routed.after(item.msgid))  # one FIFO group per customer: no race
+        also = self._dispatch(item, session)
+        # One FIFO group per customer: no race. ``also``: session fields the handler left to this write.
+        self.state.sessions.mark_routed(open_kfid, euid, routed.after(item.msgid), also)
 
-    def _dispatch(self, item: SyncItem, session: Session | None) -> None:
-        """``session``: the customer's session as read just before, when the item names one."""
+    def _dispatch(self, item: SyncItem, session: Session | None) -> dict[str, Any] | None:
+        """``session``: the customer's session as read just before, when the item names one.
+        Returns session fields to write when the item is marked done (in the same write), if any."""
         open_kfid, euid = item.open_kfid or "", item.external_userid
         if item.is_event:
             handlers: dict[str, Callable[[SyncItem, str, Session | None], None]] = {
@@ -146,7 +148,8 @@ class RoutingEngine:
             self.accounting.servicer_message(item.msgid, _at(item, self.clock), open_kfid, euid,
                                              item.servicer_userid, session, item.msgtype, _content(item))
             if session.state is not None and session.state != ServiceState.ENDED:
-                self.state.sessions.update(open_kfid, euid, active_since(open_kfid, _at(item, self.clock), session))
+                return active_since(open_kfid, _at(item, self.clock), session)  # written with the mark
+        return None
 
     # -- welcome --------------------------------------------------------------------------------
 

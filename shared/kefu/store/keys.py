@@ -13,14 +13,12 @@ StateTable items (pk / sk):
 - ``roster#<open_kfid>`` / ``roster`` - who is on duty, and when it was fetched
 - ``rrot#<open_kfid>`` / ``rr`` - the round-robin counter
 - ``rpool#<open_kfid>`` / ``<pooled_at ms, 15 digits>#<external_userid>`` - the waiting pool, oldest first
+- ``counted#<event id>`` / ``c`` - a statistics event already counted
 - ``upload#<digest of the asset>`` / ``m`` - a rules asset's media_id at WeCom, while it lives
 - ``wecom#<day>`` / ``<open_kfid>#-`` and ``<open_kfid>#<userid>`` - WeCom's own statistics of the day (T+1)
 - ``kfaccount#<open_kfid>`` / ``applied`` - what `kefu accounts apply` last made of an account: its
   alias, name and the SHA-256 of the avatar it uploaded (kefu.accounts_plan)
-- ``funnel#<day>`` / ``<open_kfid>#<scene>`` and ``servicer#<day>`` / ``<open_kfid>#<userid>`` - counters
-  (links issued; figures counted before event items existed)
-- ``funnel#<day>#e`` and ``servicer#<day>#e`` / ``<open_kfid>#<event id>`` - one counted event each
-  (kefu.store.stats): its amounts and the figure they add to
+- ``funnel#<day>`` / ``<open_kfid>#<scene>`` and ``servicer#<day>`` / ``<open_kfid>#<userid>`` - figures
 MessagesTable: ``msgid``; its ``conv`` attribute is ``<open_kfid>#<external_userid>``.
 """
 
@@ -89,6 +87,10 @@ def pool_entry(open_kfid: str, sort_key: str) -> Key:
 
 def pool_sort_key(pooled_at: float, external_userid: str) -> str:
     return f"{int(pooled_at * 1000):015d}#{external_userid}"
+
+
+def counted(event_id: str) -> Key:
+    return {"pk": f"counted#{event_id}", "sk": "c"}
 
 
 def figures_pk(kind: str, day: str) -> str:

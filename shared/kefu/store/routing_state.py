@@ -63,8 +63,9 @@ class SessionStore(_TableStore):
             args["ExpressionAttributeValues"] = values
         self._table.update_item(**args)
 
-    def mark_routed(self, open_kfid: str, euid: str, routed: Routed) -> None:
-        self.update(open_kfid, euid, {"routed": list(routed.tags)})
+    def mark_routed(self, open_kfid: str, euid: str, routed: Routed, also: dict[str, Any] | None = None) -> None:
+        """Mark the customer's items done (and set ``also`` in the same write)."""
+        self.update(open_kfid, euid, {**(also or {}), "routed": list(routed.tags)})
 
     def take_send(self, open_kfid: str, euid: str, now: float, send_id: str) -> int:
         """Record an attempt at the send named ``send_id`` before its send_msg call: the item's

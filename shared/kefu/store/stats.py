@@ -1,29 +1,22 @@
-"""Counts for kefu.stats in the StateTable, read per day; and WeCom's own figures
-(kefu.wecom_stats), stored as WeCom gave them.
-
-A count caused by an event is one item keyed by that event: ``<kind>#<day>#e`` /
-``<open_kfid>#<event id>``, holding its amounts and the labels of the figure it adds to (scene or
-servicer). Writing it again - a retried queue record - writes the same item, so an event is
-counted once with one plain write and no transaction; the figures are the sums of a day's items,
-made when they are read. One item per event also keeps a busy day off a single hot counter item.
-Counts that are their own events (links issued) are added to a counter item per day and figure
-(``<kind>#<day>`` / ``<open_kfid>#<scene>``); a day's figures are the sum of both.
-"""
+"""Counters for kefu.stats in the StateTable: counted once per causing event, read per day; and
+WeCom's own figures (kefu.wecom_stats), stored as WeCom gave them."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from kefu import wecom_stats
 from kefu.stats import Increment
 from kefu.store import keys
-from kefu.store.dynamo import TableStore, batch_get, put_all
+from kefu.store.dynamo import TableStore, batch_get, put_all, transact
 
-EVENTS = "#e"  # the suffix of a day's event items' partition key
+MARKER_TTL = 8 * 86400  # longer than any queue retention: a retry always finds its marker
 
 
 def _updates(table: str, increments: list[Increment]) -> list[dict[str, Any]]:
-    """One UpdateItem per counter item, with every field it adds."""
+    """One UpdateItem per counter item, with every field it adds (a transaction may touch an
+    item once)."""
     by_item: dict[tuple[str, str], list[Increment]] = {}
     for inc in increments:
         by_item.setdefault((inc.pk, inc.sk), []).append(inc)
@@ -46,55 +39,30 @@ def _updates(table: str, increments: list[Increment]) -> list[dict[str, Any]]:
     return updates
 
 
-def event_items(event_id: str, increments: list[Increment]) -> list[dict[str, Any]]:
-    """The items that count one event: one per kind of figure it adds to (funnel, servicer). An
-    event adds to one figure of each kind; its items are keyed by the event alone (not by the
-    figure), so a retry that finds, say, another scene still counts the event once."""
-    by_pk: dict[str, dict[str, Any]] = {}
-    for inc in increments:
-        open_kfid = inc.sk.split("#", 1)[0]
-        item = by_pk.setdefault(inc.pk, {"pk": inc.pk + EVENTS, "sk": f"{open_kfid}#{event_id}", "of": inc.sk,
-                                         "n": {}})
-        if item["of"] != inc.sk:
-            kind = inc.pk.split("#", 1)[0]
-            raise ValueError(f"event {event_id} adds to two {kind} figures ({item['of']}, {inc.sk})")
-        item["n"][inc.field] = item["n"].get(inc.field, 0) + inc.amount
-        item.update(dict(inc.labels))
-    return list(by_pk.values())
-
-
-def day_figures(counters: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A day's figures: its counter items plus the sums of its event items, one item per figure
-    (same shape as a counter item: the labels and one number per field)."""
-    figures: dict[str, dict[str, Any]] = {str(item["sk"]): dict(item) for item in counters}
-    for event in events:
-        sk = str(event["of"])
-        figure = figures.setdefault(sk, {"pk": str(event["pk"])[: -len(EVENTS)], "sk": sk})
-        for key, value in event.items():
-            if key not in ("pk", "sk", "of", "n"):
-                figure[key] = value
-        for field, amount in (event.get("n") or {}).items():
-            figure[field] = figure.get(field, 0) + amount
-    return list(figures.values())
-
-
 class StatsStore(TableStore):
     def add(self, increments: list[Increment]) -> None:
-        """Add to counter items (for counts where each request is its own event)."""
+        """Count without a marker (for counts where each request is its own event)."""
         table = self._table
         for args in _updates(self._name, increments):
             args.pop("TableName")
             table.update_item(**args)
 
-    def count_once(self, event_id: str, increments: list[Increment]) -> None:
-        """Count the event ``event_id`` with ``increments``; a repeat changes nothing."""
-        if increments:
-            put_all(self._name, event_items(event_id, increments))
+    def count_once(self, event_id: str, increments: list[Increment]) -> bool:
+        """Apply ``increments`` unless ``event_id`` was counted already; True when counted now."""
+        if not increments:
+            return False
+        marker = {"Put": {"TableName": self._name,
+                          "Item": {**keys.counted(event_id), "expires_at": int(time.time()) + MARKER_TTL},
+                          "ConditionExpression": "attribute_not_exists(pk)"}}
+        # Counters are shared by every customer of a day and scene: concurrent counts conflict,
+        # and transact() retries them; only the marker's condition means "counted already".
+        reasons = transact(self._table.meta.client, [marker, *({"Update": u} for u in _updates(self._name, increments))])
+        return reasons is None
 
-    def _items(self, pk: str, open_kfid: str | None) -> list[dict[str, Any]]:
+    def day_items(self, kind: str, day: str, open_kfid: str | None = None) -> list[dict[str, Any]]:
         from boto3.dynamodb.conditions import Key
 
-        condition = Key("pk").eq(pk)
+        condition = Key("pk").eq(keys.figures_pk(kind, day))
         if open_kfid:
             condition = condition & Key("sk").begins_with(f"{open_kfid}#")
         items: list[dict[str, Any]] = []
@@ -105,12 +73,6 @@ class StatsStore(TableStore):
             if "LastEvaluatedKey" not in page:
                 return items
             args["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
-    def day_items(self, kind: str, day: str, open_kfid: str | None = None) -> list[dict[str, Any]]:
-        pk = keys.figures_pk(kind, day)
-        if kind == wecom_stats.KIND:  # WeCom's figures are whole items, never counted here
-            return self._items(pk, open_kfid)
-        return day_figures(self._items(pk, open_kfid), self._items(pk + EVENTS, open_kfid))
 
 
 class WeComStatsStore(StatsStore):
