@@ -13,10 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from pydantic import Field
 
 from kefu import observability
-from kefu.config import Settings, load
+from kefu.config import Settings, load, setting
 from kefu.conversations import ConversationReader, message_row
 from kefu.errors import HttpError, error_response
 from kefu.ids import is_external_userid
@@ -37,11 +36,11 @@ DEFAULT_JSSDK = "https://res.wx.qq.com/open/js/jweixin-1.2.0.js,https://open.wor
 
 
 class SidebarSettings(Settings):
-    messages_table: str = Field(alias="KEFU_MESSAGES_TABLE", min_length=3)
-    agent_id: str = Field(alias="KEFU_WECOM_AGENT_ID", default="")
-    replies: str = Field(alias="KEFU_SIDEBAR_REPLIES", default="")  # canned replies, separated by "|"
-    jssdk: str = Field(alias="KEFU_SIDEBAR_JSSDK", default=DEFAULT_JSSDK)  # the JS-SDK scripts, comma-separated
-    upgrade_wording: str = Field(alias="KEFU_SIDEBAR_UPGRADE_WORDING", default="添加我为企业微信联系人，后续问题直接找我")
+    messages_table: str = setting("KEFU_MESSAGES_TABLE", min_length=3)
+    agent_id: str = setting("KEFU_WECOM_AGENT_ID", default="")
+    replies: str = setting("KEFU_SIDEBAR_REPLIES", default="")  # canned replies, separated by "|"
+    jssdk: str = setting("KEFU_SIDEBAR_JSSDK", default=DEFAULT_JSSDK)  # the JS-SDK scripts, comma-separated
+    upgrade_wording: str = setting("KEFU_SIDEBAR_UPGRADE_WORDING", default="添加我为企业微信联系人，后续问题直接找我")
 
 
 SERVICE = "sidebar"

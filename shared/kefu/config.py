@@ -129,26 +129,6 @@ def _kind(spec: _Spec, annotation: Any, owner: str) -> None:
                         "(str, int, float, str | None, or Literal with choices=)")
 
 
-def _from_field_info(info: Any) -> _Spec:
-    """A pydantic ``Field(alias=..., default=..., min_length=..., ...)`` declared on a subclass,
-    read by its attributes (pydantic itself is not imported): the settings classes were pydantic
-    models before, and a subclass written for them keeps working."""
-    default = info.default
-    if type(default).__name__ == "PydanticUndefinedType":
-        default = _REQUIRED
-    bounds: dict[str, Any] = {}
-    for item in getattr(info, "metadata", ()) or ():
-        for key in ("min_length", "max_length", "gt", "ge", "le"):
-            if getattr(item, key, None) is not None:
-                bounds[key] = getattr(item, key)
-    return _Spec(info.alias, default, bounds.get("min_length"), bounds.get("max_length"), bounds.get("gt"),
-                 bounds.get("ge"), bounds.get("le"), None, None)
-
-
-def _looks_like_field_info(value: Any) -> bool:
-    return type(value).__name__ == "FieldInfo" and isinstance(getattr(value, "alias", None), str)
-
-
 def _zone(value: str) -> str:
     """An IANA time zone key, looked up where zoneinfo looks (without importing zoneinfo, whose
     import reads sysconfig: ~10 ms of every cold start): a TZif file in the system's zoneinfo
@@ -251,8 +231,6 @@ def _collect(cls: type[Settings]) -> None:
         specs.update(base.__dict__.get("_specs", {}))
     annotations = getattr(cls, "__annotations__", {})  # this class's own (Python 3.10+)
     for name, value in list(cls.__dict__.items()):
-        if _looks_like_field_info(value):
-            value = _from_field_info(value)
         if isinstance(value, _Spec):
             value.name = name
             _kind(value, annotations.get(name, "str"), cls.__name__)

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import Field
 
 from kefu import aws, secrets
 from kefu.config import (
@@ -116,17 +115,6 @@ def test_a_subclass_declares_its_own_settings() -> None:
     assert (settings.table, settings.limit, settings.note, settings.corp_id) == ("tbl", 10, None, "wwabc")
     with pytest.raises(ConfigError, match="KEFU_EXTRA_LIMIT: must be at most 10"):
         load(Extra, {**GOOD, "KEFU_EXTRA_TABLE": "tbl", "KEFU_EXTRA_LIMIT": "11"})
-
-
-def test_a_subclass_written_with_pydantic_fields_still_loads() -> None:
-    class Older(Settings):
-        messages_table: str = Field(alias="KEFU_MESSAGES_TABLE", min_length=3)
-        agent_id: str = Field(alias="KEFU_WECOM_AGENT_ID", default="")
-
-    settings = load(Older, {**GOOD, "KEFU_MESSAGES_TABLE": "kefu-messages"})
-    assert (settings.messages_table, settings.agent_id) == ("kefu-messages", "")
-    with pytest.raises(ConfigError, match="KEFU_MESSAGES_TABLE: must be at least 3 characters"):
-        load(Older, {**GOOD, "KEFU_MESSAGES_TABLE": "m"})
 
 
 @pytest.mark.parametrize("zone", ["Asia/Shanghai", "UTC", "America/Argentina/Buenos_Aires", "Etc/GMT+8"])
