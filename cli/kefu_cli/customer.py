@@ -18,12 +18,11 @@ from typing import Any
 from kefu.routing.session import SEND_LIMIT, SEND_WINDOW
 from kefu.store import keys
 from kefu.wecom.models import ServiceState
-from kefu_cli.messages import PAGE, local_time, messages_table, query_index
+from kefu_cli.messages import PAGE, batch_read, local_time, messages_table, query_index
 from kefu_cli.output import Progress, pad, table
 from kefu_cli.target import CliError, Target
 from kefu_cli.wecom import list_accounts
 
-BATCH = 100  # keys per BatchGetItem
 GENDERS = {0: "unknown", 1: "male", 2: "female"}
 STATES = {ServiceState.NEW: "new (not handled yet)", ServiceState.BOT: "bot (Kefu or the API)",
           ServiceState.POOL: "waiting in the pool", ServiceState.HUMAN: "with a servicer",
@@ -64,23 +63,9 @@ def nicknames(target: Target, external_userids: list[str]) -> dict[str, str]:
     name = target.outputs.get("StateTableName")
     if not external_userids or not name:
         return {}
-    dynamodb = _dynamodb(target)
-    found: dict[str, str] = {}
-    wanted = list(dict.fromkeys(external_userids))
-    for offset in range(0, len(wanted), BATCH):
-        request: dict[str, Any] = {name: {"Keys": [keys.customer(e) for e in wanted[offset:offset + BATCH]],
-                                          "ProjectionExpression": "pk, nickname"}}
-        for attempt in range(5):
-            if attempt:
-                time.sleep(0.2 * attempt)
-            response = dynamodb.batch_get_item(RequestItems=request)
-            for item in response.get("Responses", {}).get(name, []):
-                if item.get("nickname"):
-                    found[str(item["pk"]).split("#", 1)[1]] = str(item["nickname"])
-            request = response.get("UnprocessedKeys") or {}
-            if not request:
-                break
-    return found
+    wanted = [keys.customer(e) for e in dict.fromkeys(external_userids)]
+    return {str(item["pk"]).split("#", 1)[1]: str(item["nickname"])
+            for item in batch_read(target, name, wanted, "pk, nickname") if item.get("nickname")}
 
 
 def by_unionid(target: Target, unionid: str) -> list[str]:

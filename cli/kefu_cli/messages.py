@@ -127,23 +127,32 @@ def recent(target: Target, open_kfid: str, limit: int) -> tuple[list[dict[str, A
     return _whole(target, list(latest.values())), more
 
 
-def _whole(target: Target, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The items in full: the account index holds only who and when of each message."""
-    name = target.output("MessagesTableName")
+def batch_read(target: Target, name: str, wanted: list[dict[str, Any]],
+               projection: str | None = None) -> list[dict[str, Any]]:
+    """The items of table ``name`` at these keys (BatchGetItem, 100 keys a request, unprocessed
+    keys asked again), with the operator's credentials and region."""
     dynamodb = target.session().resource("dynamodb", endpoint_url=target.aws_endpoint or None)
-    found: dict[str, dict[str, Any]] = {}
-    wanted = [{"msgid": str(item["msgid"])} for item in items]
+    found: list[dict[str, Any]] = []
     for start in range(0, len(wanted), 100):
         request: dict[str, Any] = {name: {"Keys": wanted[start:start + 100]}}
+        if projection:
+            request[name]["ProjectionExpression"] = projection
         for attempt in range(5):
             if attempt:
                 time.sleep(0.2 * attempt)
             response = dynamodb.batch_get_item(RequestItems=request)
-            for raw in response.get("Responses", {}).get(name, []):
-                found[str(raw["msgid"])] = {k: _plain(v) for k, v in raw.items()}
+            found += response.get("Responses", {}).get(name, [])
             request = response.get("UnprocessedKeys") or {}
             if not request:
                 break
+    return found
+
+
+def _whole(target: Target, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The items in full: the account index holds only who and when of each message."""
+    wanted = [{"msgid": str(item["msgid"])} for item in items]
+    found = {str(raw["msgid"]): {k: _plain(v) for k, v in raw.items()}
+             for raw in batch_read(target, target.output("MessagesTableName"), wanted)}
     return [found.get(str(item["msgid"]), item) for item in items]
 
 
