@@ -1,7 +1,9 @@
 """The local stack: `python -m local.stack` (what `make dev` runs).
 
 Starts the AWS emulator (moto server on loopback) unless AWS_ENDPOINT_URL names one, the WeCom
-simulator unless WECOM_API_BASE names a WeCom-compatible base URL, creates the template's
+simulator unless WECOM_API_BASE names a WeCom-compatible base URL, the Bedrock stand-in
+(local/bedrock_standin.py, the Converse API on loopback) unless AWS_ENDPOINT_URL_BEDROCK_RUNTIME
+names one (boto3's bedrock-runtime clients in this process then use it), creates the template's
 resources in the emulator, writes the WeCom secrets to its SSM, serves every HttpApi route of
 template.yaml on 127.0.0.1:$PORT and runs a poller per SQS event source. Prints
 "kefu local stack ready: http://127.0.0.1:PORT" once it serves. Ctrl-C stops it cleanly.
@@ -53,6 +55,8 @@ class LocalStack:
     wecom_base: str = ""
     template: Any = None
     simulator: Any = None
+    bedrock: Any = None  # the BedrockStandIn this stack started, or None when the env named an endpoint
+    bedrock_endpoint: str = ""
     _closers: list[Any] = field(default_factory=list)
     pollers: list[Any] = field(default_factory=list)
 
@@ -71,6 +75,7 @@ class LocalStack:
         self._start_emulator()
         creds = resolve_credentials(self.env, builtin_simulator=not self.env.get("WECOM_API_BASE"))
         self._start_simulator(creds)
+        self._start_bedrock()
         self._provision(creds, region)
 
     def _start_emulator(self) -> None:
@@ -97,6 +102,17 @@ class LocalStack:
             self.wecom_base = self.simulator.start()
             self._closers.append(self.simulator.stop)
             log(f"kefu local stack: WeCom simulator at {self.wecom_base}")
+
+    def _start_bedrock(self) -> None:
+        self.bedrock_endpoint = self.env.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "")
+        if not self.bedrock_endpoint:
+            from local.bedrock_standin import BedrockStandIn
+
+            self.bedrock = BedrockStandIn(host=HOST)
+            self.bedrock_endpoint = self.bedrock.start()
+            self._closers.append(self.bedrock.stop)
+            log(f"kefu local stack: Bedrock stand-in at {self.bedrock_endpoint}")
+        os.environ["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] = self.bedrock_endpoint
 
     def _provision(self, creds: Any, region: str) -> None:
         import boto3

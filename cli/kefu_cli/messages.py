@@ -311,9 +311,23 @@ def _upgrade(body: dict[str, Any]) -> str:
     return f"[upgrade_service] {offer}{wording}"
 
 
+def ai_of(item: dict[str, Any]) -> dict[str, Any] | None:
+    """An AI answer's marks (kefu.answerer.Answer.marks): its model and the knowledge entries used."""
+    ai = item.get("ai")
+    if not isinstance(ai, dict):
+        return None
+    return {key: ([str(s) for s in value] if isinstance(value, list) else _plain(value)) for key, value in ai.items()}
+
+
 def marks(item: dict[str, Any]) -> list[str]:
-    """What became of a message: a send that failed (and why) or is pending, a recall."""
+    """What became of a message: an AI answer (with its sources), a send that failed (and why) or
+    is pending, a recall."""
     found = []
+    ai = ai_of(item)
+    if ai is not None:
+        model = ai.get("model")
+        source = "an entry as written" if model == "knowledge" else f"model {model}"
+        found.append(f"[AI answer, {source}; sources: {', '.join(ai.get('sources') or []) or 'none'}]")
     state = item.get("send_state")
     fail_type = item.get("fail_type")
     if state == "failed" or fail_type is not None:
@@ -383,7 +397,7 @@ def rows(items: list[dict[str, Any]], urls: dict[str, str]) -> list[dict[str, An
     return [{"msgid": i.get("msgid"), "send_time": i.get("send_time"), "time": local_time(i.get("send_time")),
              "who": who(i), "origin": i.get("origin"), "msgtype": i.get("msgtype"),
              "text": summary(i, urls.get(str(i.get("msgid")))), "media_url": urls.get(str(i.get("msgid"))),
-             "marks": marks(i), **{k: i.get(k) for k in KEPT}}
+             "marks": marks(i), "ai": ai_of(i), **{k: i.get(k) for k in KEPT}}
             for i in items]
 
 

@@ -21,6 +21,8 @@ FUNNEL = [("day", "day"), ("open_kfid", "account"), ("scene", "scene"), ("links_
           ("sessions_entered", "entered"), ("customers_wrote", "wrote"), ("sessions_assigned", "assigned"),
           ("sessions_ended", "ended"), ("ratings", "ratings"), ("rating_avg", "avg rating"),
           ("upgrades_offered", "upgrades"), ("sends_failed", "send fails")]
+# The AI answerer's columns, shown when some row of the range has an AI figure.
+AI_FUNNEL = [("ai_answered", "ai answered"), ("ai_handed_off", "ai handed off"), ("ai_fallback", "ai fallback")]
 SERVICERS = [("day", "day"), ("open_kfid", "account"), ("servicer", "servicer"),
              ("sessions_assigned", "assigned"), ("messages", "messages"), ("first_responses", "first resp"),
              ("first_response_avg_seconds", "avg first resp"), ("ratings", "ratings"), ("rating_avg", "avg rating"),
@@ -192,7 +194,8 @@ def render(data: Mapping[str, Any]) -> str:
     servicers = [r for r in data.get("servicers") or [] if isinstance(r, dict)]
     zone = f" ({data['timezone']})" if data.get("timezone") else ""
     lines = [f"Kefu stats {data.get('from', '?')} .. {data.get('to', '?')}{zone}", "", "Scene funnel"]
-    lines.append(_table(funnel, FUNNEL, {"rating_avg": "ratings"}) if funnel else "(no figures in this range)")
+    columns = FUNNEL + AI_FUNNEL if any(row.get(key) for row in funnel for key, _ in AI_FUNNEL) else FUNNEL
+    lines.append(_table(funnel, columns, {"rating_avg": "ratings"}) if funnel else "(no figures in this range)")
     lines += ["", "Servicers"]
     lines.append(_table(servicers, SERVICERS, {"rating_avg": "ratings",
                                                "first_response_avg_seconds": "first_responses"})

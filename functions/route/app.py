@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,11 @@ processor = LoggedFifoProcessor(logger)
 rules = RulesSource(settings, Path(__file__).with_name("routing.yaml"))
 rules.load()
 _engine: RoutingEngine | None = None
+_deadline = [0.0]  # when the current invocation must have finished (time.monotonic()), for the AI answerer
+
+
+def _time_left() -> float:
+    return _deadline[0] - time.monotonic()
 
 
 def _record(decision: Decision) -> None:
@@ -36,7 +42,7 @@ def _record(decision: Decision) -> None:
 def engine() -> RoutingEngine:
     global _engine
     if _engine is None:
-        _engine = build_engine(settings, rules, _record, SERVICE)
+        _engine = build_engine(settings, rules, _record, SERVICE, time_left=_time_left)
     return _engine
 
 
@@ -54,4 +60,5 @@ def record_handler(record) -> None:  # noqa: ANN001 - Powertools SQSRecord
 @observability.log_metrics(SERVICE)
 def handler(event: dict[str, Any], context: LambdaContext) -> Any:
     observability.count(SERVICE, "RouteRecords", len(event.get("Records") or []))  # never an empty metrics blob
+    _deadline[0] = time.monotonic() + context.get_remaining_time_in_millis() / 1000
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

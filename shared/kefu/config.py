@@ -284,6 +284,13 @@ class RouteSettings(RulesSettings):
     message_retention_days: int = setting("KEFU_MESSAGE_RETENTION_DAYS", default=0, ge=0)
     # The rules' S3 assets ({s3: assets/<key>}) are read from this bucket.
     media_bucket: str = setting("KEFU_MEDIA_BUCKET", default="")
+    # The AI answerer (rules' bot.ai, kefu.answerer): the Bedrock model (empty: no model, an entry's
+    # answer is sent as written), its list prices and the month's ceiling on what it may cost.
+    ai_model_id: str = setting("KEFU_AI_MODEL_ID", default="", max_length=256)
+    ai_monthly_budget_usd: float = setting("KEFU_AI_MONTHLY_BUDGET_USD", default=10, ge=0)
+    ai_input_price_per_mtok: float = setting("KEFU_AI_INPUT_PRICE_PER_MTOK", default=0.06, ge=0)
+    ai_output_price_per_mtok: float = setting("KEFU_AI_OUTPUT_PRICE_PER_MTOK", default=0.24, ge=0)
+    ai_max_answer_tokens: int = setting("KEFU_AI_MAX_ANSWER_TOKENS", default=500, ge=50, le=4000)
 
 
 class SweepSettings(RulesSettings):

@@ -97,7 +97,7 @@ def message_row(item: dict[str, Any], media_url: Callable[[str], str] | None = N
         "message": raw.get(msgtype) if not kefu else raw.get(msgtype, raw),
     }
     for field in ("servicer_userid", "event_type", "rule", "send_state", "send_error", "fail_type", "recalled_at",
-                  "recalled_by", "media_state"):
+                  "recalled_by", "media_state", "ai"):
         if item.get(field) not in (None, ""):
             row[field] = plain(item[field])
     if item.get("media_key") and media_url is not None:

@@ -3,7 +3,8 @@
 Counters live in the StateTable, one item per day and (account, scene) or (account, servicer):
 - funnel: "funnel#<day>" / "<open_kfid>#<scene>" - links_issued, sessions_entered,
   customers_wrote, sessions_assigned, sessions_ended, ratings, rating_sum, upgrades_offered
-  (升级服务 offers), sends_failed (WeCom's msg_send_fail)
+  (升级服务 offers), sends_failed (WeCom's msg_send_fail), ai_answered / ai_handed_off / ai_fallback
+  (questions the AI answerer answered, handed to a person, or met with the fallback text)
 - servicer: "servicer#<day>" / "<open_kfid>#<userid>" - sessions_assigned, messages,
   first_responses, first_response_seconds, ratings, rating_sum, upgrades_offered (offers made in
   sessions the servicer served)
@@ -24,7 +25,8 @@ from kefu.store import keys
 
 NO_SCENE = "-"  # sessions entered without a scene (a plain link, a channel page)
 FUNNEL_FIELDS = ("links_issued", "sessions_entered", "customers_wrote", "sessions_assigned", "sessions_ended",
-                 "ratings", "rating_sum", "upgrades_offered", "sends_failed")
+                 "ratings", "rating_sum", "upgrades_offered", "sends_failed", "ai_answered", "ai_handed_off",
+                 "ai_fallback")
 SERVICER_FIELDS = ("sessions_assigned", "messages", "first_responses", "first_response_seconds", "ratings",
                    "rating_sum", "upgrades_offered")
 MAX_DAYS = 92

@@ -234,6 +234,10 @@ class FakeTranscript:
         self.records[record["msgid"]] = dict(record)
         return None
 
+    def send_record(self, msgid: str) -> dict[str, Any] | None:
+        held = self.records.get(msgid)
+        return dict(held) if held is not None else None
+
     def settle_send(self, msgid: str, state: str, error: str | None = None) -> None:
         if msgid in self.records:
             self.records[msgid]["send_state"] = state

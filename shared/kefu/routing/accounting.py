@@ -27,6 +27,10 @@ class Accounting:
     def _day(self, at: int) -> str:
         return stats.day_of(at, self._timezone)
 
+    def day(self, at: int) -> str:
+        """The calendar day of ``at`` in the statistics' time zone (the AI caps count in it too)."""
+        return self._day(at)
+
     def entered(self, msgid: str, at: int, open_kfid: str, euid: str, scene: str | None, scene_param: str | None) -> None:
         self._count(f"entered#{msgid}", [stats.funnel(self._day(at), open_kfid, scene, "sessions_entered")])
         self._emit("session.entered", msgid, {"open_kfid": open_kfid, "external_userid": euid, "scene": scene,
@@ -91,6 +95,10 @@ class Accounting:
         self._count(f"upgrade#{offer_id}", increments)
         self._emit("upgrade.offered", offer_id, {"open_kfid": open_kfid, "external_userid": euid, "scene": scene,
                                                  "servicer": servicer, "kind": kind, "target": target, "time": at})
+
+    def ai_question(self, msgid: str, at: int, open_kfid: str, scene: str | None, how: str) -> None:
+        """A question the AI answerer took: ``how`` is answered, handed_off or fallback."""
+        self._count(f"ai#{msgid}", [stats.funnel(self._day(at), open_kfid, scene, f"ai_{how}")])
 
     def send_failed(self, msgid: str, at: int, open_kfid: str, scene: str | None) -> None:
         """WeCom's msg_send_fail: a message it had accepted never reached the customer."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from kefu import observability
 from kefu.assets import Assets
@@ -21,9 +22,14 @@ from kefu.store.routing_state import RoutingState
 from kefu.store.stats import StatsStore
 from kefu.wecom.connect import connect
 
+if TYPE_CHECKING:
+    from kefu.answerer import Answerer
+
 
 def build_engine(settings: RouteSettings, rules: RulesSource, record: Callable[[Decision], None],
-                 service: str) -> RoutingEngine:
+                 service: str, time_left: Callable[[], float] | None = None) -> RoutingEngine:
+    """``time_left``: the seconds the current invocation has left - given by the route function,
+    whose bot may ask the AI answerer (kefu.answerer); the other callers run no bot."""
     wecom = connect(settings, on_error=observability.wecom_error_counter(service))
     return RoutingEngine(
         wecom=wecom,
@@ -36,4 +42,22 @@ def build_engine(settings: RouteSettings, rules: RulesSource, record: Callable[[
                               publisher(settings.event_bus or None, time.time), content=settings.event_content == "full"),
         media_id=Assets(settings.state_table, wecom, rules.base_dir, settings.media_bucket),
         retention_days=settings.message_retention_days,
+        answerer=_answerer(settings, rules, time_left) if time_left is not None else None,
+    )
+
+
+def _answerer(settings: RouteSettings, rules: RulesSource, time_left: Callable[[], float]) -> Answerer:
+    from kefu.answerer import Answerer, Prices
+    from kefu.bedrock import BedrockModel
+    from kefu.knowledge_files import KnowledgeFiles
+    from kefu.store.ai_usage import AiUsage
+
+    return Answerer(
+        knowledge=KnowledgeFiles(lambda: rules.base_dir, settings.media_bucket),
+        usage=AiUsage(settings.state_table),
+        model=BedrockModel(settings.ai_model_id) if settings.ai_model_id else None,
+        prices=Prices(settings.ai_input_price_per_mtok, settings.ai_output_price_per_mtok),
+        monthly_budget_usd=settings.ai_monthly_budget_usd,
+        max_answer_tokens=settings.ai_max_answer_tokens,
+        time_left=time_left,
     )

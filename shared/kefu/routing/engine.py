@@ -9,18 +9,19 @@ counts move inside conditional transactions.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from kefu.routing import decide
+from kefu.routing import decide, outbound
 from kefu.routing.accounting import Accounting
 from kefu.routing.assigner import Assigner, EngineSettings, Target
 from kefu.routing.decide import Routed
 from kefu.routing.outbound import Action, MediaId, Message
 from kefu.routing.outcome import Decision, Outcome
 from kefu.routing.ports import StatePort, TranscriptPort, WeComPort
-from kefu.routing.rules import Policy, Rules
+from kefu.routing.rules import BotAi, Policy, Rules
 from kefu.routing.sending import Said, Sender
 from kefu.routing.session import ACTIVE_FIELDS, Session, active_since
 from kefu.routing.upgrades import Upgrader
@@ -36,6 +37,9 @@ from kefu.wecom.models import (
     SessionStatusChangeEvent,
     SyncItem,
 )
+
+if TYPE_CHECKING:  # the answerer's types only: kefu.answerer is loaded by the function that wires one
+    from kefu.answerer import Answer, Answerer
 
 __all__ = ["DRAIN_TASK", "SESSION_TASK", "Decision", "EngineSettings", "Outcome", "RoutingEngine"]
 
@@ -54,6 +58,16 @@ def _content(item: SyncItem) -> dict[str, Any] | None:
     """The message an item carries, as WeCom sent it: {"msgtype": ..., <msgtype>: {...}}."""
     body = item.raw.get(item.msgtype) if item.msgtype else None
     return {"msgtype": item.msgtype, item.msgtype: body} if isinstance(body, dict) else None
+
+
+def _recorded_text(record: dict[str, Any]) -> str | None:
+    """The text of a Kefu send as the conversation record holds it."""
+    try:
+        message = json.loads(str(record.get("raw") or "{}"))
+    except ValueError:
+        return None
+    content = (message.get("text") or {}).get("content") if isinstance(message, dict) else None
+    return str(content) if content else None
 
 
 def ended_id(open_kfid: str, euid: str, session: Session, fallback: str) -> str:
@@ -75,8 +89,9 @@ class RoutingEngine:
                  settings: EngineSettings, record: Callable[[Decision], None], transcript: TranscriptPort,
                  clock: Callable[[], float] = time.time, accounting: Accounting | None = None,
                  sleep: Callable[[float], None] = time.sleep, media_id: MediaId | None = None,
-                 retention_days: int = 0) -> None:
+                 retention_days: int = 0, answerer: Answerer | None = None) -> None:
         self.state = state
+        self.answerer = answerer
         self._rules = rules
         self.settings = settings
         self.record = record
@@ -237,11 +252,57 @@ class RoutingEngine:
         if match.outcome == "reply" and match.reply is not None:
             self._act(match.reply, Target(target.open_kfid, target.euid, target.policy, target.scene,
                                           f"bot keyword {match.keyword!r}"), item.msgid, "bot")
+        elif match.outcome == "unmatched" and bot.ai is not None and item.text and self.answerer is not None:
+            self._ai_answer(item, target, bot.ai, item.text)
         elif match.outcome == "unmatched" and bot.unmatched == "ignore":
             self.record(Decision(target.open_kfid, target.euid, target.scene, "bot unmatched", Outcome.IGNORED))
         else:
             rule = f"hand-off keyword {match.keyword!r}" if match.outcome == "handoff" else "bot unmatched: handoff"
             self.hand_off(Target(target.open_kfid, target.euid, target.policy, target.scene, rule), item.msgid)
+
+    def _ai_answer(self, item: SyncItem, target: Target, ai: BotAi, text: str) -> None:
+        """The AI answerer's answer, sent within the customer's window like any send; no answer (or
+        no send left) goes to ``ai.otherwise``: a person, or the fallback text. A retried record
+        re-sends the answer its first attempt recorded instead of asking the model again."""
+        from kefu.answerer import Answer, Question
+
+        assert self.answerer is not None
+        open_kfid, euid, scene, at = target.open_kfid, target.euid, target.scene, _at(item, self.clock)
+        said = Said(open_kfid, euid, "bot ai", item.msgid)
+        earlier = self.send.recorded(said, "ai")
+        if earlier is not None:
+            marks = earlier.get("ai") or {}
+            answer = Answer("answered", _recorded_text(earlier),
+                            tuple(map(str, marks.get("sources") or ())), model=marks.get("model"),
+                            detail="as its first attempt recorded")
+        else:
+            day = self.accounting.day(at)
+            answer = self.answerer.answer(ai, Question(open_kfid, euid, text, decide.item_tag(item.msgid), day,
+                                                       day[:7]))
+        if answer.outcome == "answered" and answer.text:
+            sent = self.send.send(said, "ai", outbound.text(answer.text), ai=answer.marks())
+            sources = ", ".join(answer.sources)
+            self.record(Decision(open_kfid, euid, scene, "bot ai", sent.outcome,
+                                 detail=f"sources {sources}; {sent}" + (f"; {answer.detail}" if answer.detail else "")))
+            if sent.outcome == Outcome.SENT:
+                self.accounting.ai_question(item.msgid, at, open_kfid, scene, "answered")
+                return
+            answer = Answer("unavailable", detail=f"the answer was not sent: {sent}")
+        self._ai_otherwise(item, target, ai, answer, at)
+
+    def _ai_otherwise(self, item: SyncItem, target: Target, ai: BotAi, answer: Answer, at: int) -> None:
+        open_kfid, euid, scene = target.open_kfid, target.euid, target.scene
+        rule = f"bot ai {answer.outcome}"
+        if ai.otherwise == "fallback" and ai.fallback:
+            sent = self.send.send(Said(open_kfid, euid, f"{rule}: fallback", item.msgid), "ai-fallback",
+                                  outbound.text(ai.fallback))
+            self.record(Decision(open_kfid, euid, scene, f"{rule}: fallback", sent.outcome,
+                                 detail=f"{answer.detail}; fallback {sent}"))
+            if sent.outcome == Outcome.SENT:
+                self.accounting.ai_question(item.msgid, at, open_kfid, scene, "fallback")
+                return
+        self.accounting.ai_question(item.msgid, at, open_kfid, scene, "handed_off")
+        self.hand_off(Target(open_kfid, euid, target.policy, scene, f"{rule}: hand-off ({answer.detail})"), item.msgid)
 
     def _act(self, action: Action, target: Target, trigger: str, purpose: str) -> None:
         """A bot keyword's or a menu click's action, in order: the reply, the 升级服务 offer, then

@@ -68,6 +68,8 @@ class TranscriptPort(Protocol):
 
     def settle_send(self, msgid: str, state: str, error: str | None = None) -> None: ...
 
+    def send_record(self, msgid: str) -> dict[str, Any] | None: ...  # a send as recorded, or None
+
 
 class StatePort(Protocol):
     @property

@@ -62,10 +62,72 @@ class BotReply(Action):
         return value
 
 
+KNOWLEDGE_S3_PREFIX = "knowledge/"
+
+
+class KnowledgeFile(_Strict):
+    """Where the answerer's knowledge is: a file beside the rules, or ``{s3: knowledge/<key>}`` in
+    the stack's media bucket (re-read when it changes)."""
+
+    path: str | None = None
+    s3: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one(self) -> KnowledgeFile:
+        if (self.path is None) == (self.s3 is None):
+            raise ValueError("give a file path (relative to the rules file) or {s3: knowledge/<key>}")
+        if self.s3 is not None and (not self.s3.startswith(KNOWLEDGE_S3_PREFIX) or self.s3 == KNOWLEDGE_S3_PREFIX):
+            raise ValueError(f"an S3 knowledge file's key starts with {KNOWLEDGE_S3_PREFIX!r} "
+                             "(the route function may read only those)")
+        suffix = Path(self.path or self.s3 or "").suffix.lower()
+        if suffix not in (".md", ".yaml", ".yml", ".json"):
+            raise ValueError("a knowledge file is Markdown (.md) or YAML (.yaml, .yml, .json)")
+        return self
+
+    def key(self) -> str:
+        return f"s3:{self.s3}" if self.s3 else f"file:{self.path}"
+
+
+class BotAi(_Strict):
+    """The AI answerer (kefu.answerer): a text no keyword matched is answered from the knowledge
+    file's entries that match it, or left to ``otherwise``."""
+
+    knowledge: KnowledgeFile
+    # The customer's text goes to the model (Amazon Bedrock) only when this is true; otherwise the
+    # best matching entry's answer is sent as it is written, and nothing leaves the stack.
+    send_text_to_model: bool = False
+    top_k: int = Field(default=3, ge=1, le=8)  # entries given to the model per question
+    min_match: float = Field(default=0.3, ge=0, le=1)  # share of the question an entry must match
+    per_customer_per_day: int = Field(default=10, ge=1, le=1000)  # model calls
+    per_day: int = Field(default=1000, ge=1, le=20_000)  # model calls for the account
+    deadline_seconds: float = Field(default=6, gt=0, le=20)  # the model's answer or a hand-off by then
+    otherwise: Literal["handoff", "fallback"] = "handoff"  # no answer: a human, or the fallback text
+    fallback: Annotated[str, AfterValidator(_bytes(2048, 1))] | None = None
+
+    @model_validator(mode="after")
+    def _fallback(self) -> BotAi:
+        if self.otherwise == "fallback" and self.fallback is None:
+            raise ValueError("otherwise: fallback needs the fallback text")
+        return self
+
+
 class Bot(_Strict):
     replies: list[BotReply] = Field(default_factory=list)
     handoff_keywords: list[str] = Field(default_factory=list)
     unmatched: Literal["handoff", "ignore"] = "handoff"
+    ai: BotAi | None = None
+
+    @model_validator(mode="after")
+    def _a_person_on_request(self) -> Bot:
+        if self.ai is not None and not self.handoff_keywords:
+            raise ValueError("bot.ai needs handoff_keywords: a customer must be able to ask for a person "
+                             "(e.g. [人工, 转人工])")
+        return self
 
 
 class MenuItem(_Strict):
@@ -329,6 +391,24 @@ class _Checker:
         for where, message in policy.messages():
             for kind, asset in message.assets():
                 self.asset(kind, asset, (*path, *where, message.kind))
+        if policy.bot is not None and policy.bot.ai is not None:
+            self.knowledge(policy.bot.ai.knowledge, (*path, "bot", "ai", "knowledge"))
+
+    def knowledge(self, ref: KnowledgeFile, path: tuple[Any, ...]) -> None:
+        if ref.path is None:
+            return  # in S3: read at the first question, and a problem hands that customer to a person
+        if self.base_dir is None:
+            raise self.fail(path, "rules read from an SSM parameter name a knowledge file in S3 "
+                                  "({s3: knowledge/<key>}), not a file")
+        from kefu.knowledge import KnowledgeError, parse_knowledge
+
+        file = (self.base_dir / ref.path).resolve()
+        if not file.is_file():
+            raise self.fail(path, f"no file {ref.path} beside the rules file ({file})")
+        try:
+            parse_knowledge(file.read_text(encoding="utf-8"), str(file))
+        except (KnowledgeError, UnicodeDecodeError) as exc:
+            raise self.fail(path, str(exc)) from None
 
     def asset(self, kind: str, asset: outbound.Asset, path: tuple[Any, ...]) -> None:
         if asset.path is None:

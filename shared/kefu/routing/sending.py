@@ -65,10 +65,15 @@ class Sender:
         if self.announce is not None:
             self.announce(said, msgid, payload, error if state == FAILED else None)
 
-    def _begin(self, said: Said, msgid: str, payload: dict[str, object], via: str) -> str | None:
+    def _begin(self, said: Said, msgid: str, payload: dict[str, object], via: str,
+               ai: dict[str, Any] | None = None) -> str | None:
         return self.transcript.begin_send(kefu_record(
             said.open_kfid, said.euid, msgid, dict(payload), int(self.clock()), rule=said.rule, cause=said.cause,
-            via=via, retention_days=self.retention_days))
+            via=via, retention_days=self.retention_days, ai=ai))
+
+    def recorded(self, said: Said, purpose: str) -> dict[str, Any] | None:
+        """The send ``purpose`` for ``said.cause`` as an earlier attempt recorded it, or None."""
+        return self.transcript.send_record(decide.send_id(said.cause, purpose))
 
     def on_event(self, code: str, said: Said, purpose: str, message: Message) -> SendResult:
         """send_msg_on_event (a text or a menu): a code works once and dies fast, so a failure is
@@ -92,7 +97,7 @@ class Sender:
         self._settle(said, msgid, payload, RECORDED_SENT)
         return SENT
 
-    def send(self, said: Said, purpose: str, message: Message) -> SendResult:
+    def send(self, said: Said, purpose: str, message: Message, ai: dict[str, Any] | None = None) -> SendResult:
         """send_msg within the customer's window: one unit of the budget per send, kept by the
         send's msgid, so a retry reuses its own unit. take_send records the attempt before the
         call (the ledger); the client repeats a call WeCom did not run (-1, 45009, 45033) with the
@@ -106,7 +111,7 @@ class Sender:
         attempt = self.state.sessions.take_send(open_kfid, euid, self.clock(), msgid)
         if not attempt:
             return SendResult(Outcome.NOT_SENT, "no send left in this window or session not in state 0/1")
-        held = self._begin(said, msgid, payload, "send_msg")
+        held = self._begin(said, msgid, payload, "send_msg", ai)
         if held == RECORDED_SENT:
             return ALREADY_SENT
         try:

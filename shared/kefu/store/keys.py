@@ -18,6 +18,9 @@ StateTable items (pk / sk):
 - ``wecom#<day>`` / ``<open_kfid>#-`` and ``<open_kfid>#<userid>`` - WeCom's own statistics of the day (T+1)
 - ``kfaccount#<open_kfid>`` / ``applied`` - what `kefu accounts apply` last made of an account: its
   alias, name and the SHA-256 of the avatar it uploaded (kefu.accounts_plan)
+- ``aicalls#<day>`` / ``<open_kfid>`` and ``<open_kfid>#<external_userid>`` - the AI answerer's model
+  calls of a day, for the account and per customer (``calls``: a set of the questions' tags)
+- ``aispend#<month>`` / ``usd`` - the AI answerer's model spend of a month (``micro_usd``)
 - ``funnel#<day>`` / ``<open_kfid>#<scene>`` and ``servicer#<day>`` / ``<open_kfid>#<userid>`` - figures
 MessagesTable: ``msgid``; its ``conv`` attribute is ``<open_kfid>#<external_userid>``.
 """
@@ -105,6 +108,15 @@ def conversation(open_kfid: str, external_userid: str) -> str:
 def upload(digest: str) -> Key:
     """A rules asset uploaded to WeCom (kefu.assets): its media_id while it lives."""
     return {"pk": f"upload#{digest}", "sk": "m"}
+
+
+def ai_calls(day: str, open_kfid: str, external_userid: str | None = None) -> Key:
+    """The AI answerer's model calls of ``day``: the account's, or one customer's."""
+    return {"pk": f"aicalls#{day}", "sk": f"{open_kfid}#{external_userid}" if external_userid else open_kfid}
+
+
+def ai_spend(month: str) -> Key:
+    return {"pk": f"aispend#{month}", "sk": "usd"}
 
 
 def kf_account(open_kfid: str) -> Key:

@@ -55,11 +55,13 @@ PENDING, SENT, FAILED = "pending", "sent", "failed"  # a Kefu send's ``send_stat
 
 
 def kefu_record(open_kfid: str, external_userid: str, msgid: str, message: dict[str, Any], at: int, *,
-                rule: str, cause: str, via: str, retention_days: int = 0) -> dict[str, Any]:
+                rule: str, cause: str, via: str, retention_days: int = 0,
+                ai: dict[str, Any] | None = None) -> dict[str, Any]:
     """A message Kefu sends (``message`` as WeCom takes it: {"msgtype": ..., <msgtype>: {...}}),
     recorded before the call as pending. ``rule``: why Kefu said it (the decision's rule);
     ``cause``: the msgid of the item that led to it; ``via``: the WeCom call that carries it.
-    Its ``ts`` sorts it after everything stored before it in the same second."""
+    Its ``ts`` sorts it after everything stored before it in the same second. ``ai``: an AI
+    answer's model and the knowledge entries it used (kefu.answerer.Answer.marks)."""
     conv = conversation_key(open_kfid, external_userid)
     record: dict[str, Any] = {
         "msgid": msgid, "ts": f"{at:010d}#{time.time_ns():020d}", "send_time": at, "stored_at": at,
@@ -68,6 +70,8 @@ def kefu_record(open_kfid: str, external_userid: str, msgid: str, message: dict[
         "open_kfid": open_kfid, "external_userid": external_userid, "conv": conv,
         "sender": KEFU, "rule": rule[:256], "cause": cause, "via": via, "send_state": PENDING,
     }
+    if ai is not None:
+        record["ai"] = ai
     if retention_days > 0:
         record["expires_at"] = at + retention_days * DAY
     return record
@@ -112,6 +116,11 @@ class MessageStore(TableStore):
         item = self._table.get_item(Key={"msgid": msgid}, ConsistentRead=True,
                                     ProjectionExpression="send_state").get("Item")
         return str(item.get("send_state") or PENDING) if item is not None else None
+
+    def send_record(self, msgid: str) -> dict[str, Any] | None:
+        """A Kefu send as recorded (its message in ``raw``), or None."""
+        item = self._table.get_item(Key={"msgid": msgid}, ConsistentRead=True).get("Item")
+        return dict(item) if item is not None and item.get("sender") == KEFU else None
 
     def settle_send(self, msgid: str, state: str, error: str | None = None) -> None:
         names = {"#st": "send_state"}
