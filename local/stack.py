@@ -35,6 +35,7 @@ if str(ROOT / "shared") not in sys.path:  # the layer's content, as Lambda puts 
     sys.path.insert(0, str(ROOT / "shared"))
 READY = "kefu local stack ready: http://127.0.0.1:{port}"
 HOST = "127.0.0.1"
+LOCAL_MODEL = "amazon.nova-lite-v1:0"  # BedrockModelId when the stack serves its own Bedrock stand-in
 
 
 def log(line: str) -> None:
@@ -123,10 +124,15 @@ class LocalStack:
         from local.template import Template
 
         stack_name = self.env.get("KEFU_STACK_NAME", "kefu-local")
+        params = json.loads(self.env.get("KEFU_TEMPLATE_PARAMS") or "{}")
+        if self.bedrock is not None and "BedrockModelId" not in params:
+            # The stack's own stand-in answers for a model, so `make dev` shows the AI answerer
+            # (the rules' bot.ai); KEFU_TEMPLATE_PARAMS {"BedrockModelId": ""} turns the model off.
+            params["BedrockModelId"] = LOCAL_MODEL
+            log(f"kefu local stack: the AI answerer asks {LOCAL_MODEL} (the stand-in)")
         self.template = Template.load(
             ROOT / "template.yaml",
-            overrides={**json.loads(self.env.get("KEFU_TEMPLATE_PARAMS") or "{}"),
-                       "WeComCorpId": creds.corp_id, "WeComApiBase": self.wecom_base},
+            overrides={**params, "WeComCorpId": creds.corp_id, "WeComApiBase": self.wecom_base},
             region=region,
         )
         session = boto3.Session(region_name=region)
