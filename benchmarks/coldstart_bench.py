@@ -152,6 +152,19 @@ def report(runs: int, wanted: list[ColdFunction], results: dict[tuple[str, str],
               f"with .pyc, over import boto3 + boto3.client('{service}')")
     print("  what each function imports, by top-level package: ms of module code run while importing "
           "(python -X importtime, one run without .pyc; the tracing inflates it), packages under 2 ms left out")
+    names = {fn.name for fn in wanted}
+    if {"route", "route_ai"} <= names:
+        def figure(name: str, key: str, kind: str = "as shipped") -> float:
+            return median([r[key] for r in results[(name, kind)]])
+
+        ratio = figure("route_ai", "total_ms", "pyc") / figure("route", "total_ms", "pyc")
+        init_ratio = figure("route_ai", "import_ms", "pyc") / figure("route", "import_ms", "pyc")
+        print(f"  route with the AI answerer on against without (with .pyc): cold start {ratio:.2f}x, init "
+              f"{init_ratio:.2f}x (the first event differs: an answer from the model instead of a transfer)")
+        bench("coldstart.route_ai.vs_route", round(ratio, 2), "x",
+              "route cold start (.pyc, init + first event) with the AI answerer on, over without it (goal <= 1.10)")
+        bench("coldstart.route_ai.init_vs_route", round(init_ratio, 2), "x",
+              "route init (.pyc) with the AI answerer's rules and model set, over without")
     for fn in wanted:
         init_rows, first_rows = imports[fn.name]
         for label, rows in (("init (importing the handler)", init_rows), ("during the first event", first_rows)):

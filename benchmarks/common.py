@@ -95,7 +95,12 @@ COLD_FUNCTIONS = (
     ColdFunction("sync", "SyncFunction", "dynamodb", "an SQS record for an account with two new items (pulled, "
                                                      "stored, handed on)"),
     ColdFunction("route", "RouteFunction", "dynamodb", "the sync's hand-off of a customer's enter_session and first "
-                                                       "message (welcome sent, session transferred)"),
+                                                       "message (welcome sent, session transferred); rules without "
+                                                       "bot.ai, no model"),
+    ColdFunction("route_ai", "RouteFunction", "dynamodb", "the AI answerer on (the shipped rules, whose help scene "
+                                                          "has bot.ai, and BedrockModelId set): a customer enters "
+                                                          "from the help scene and asks a question the knowledge "
+                                                          "covers (answered by the Bedrock stand-in)"),
     ColdFunction("links", "LinksFunction", "dynamodb", "GET /links for a stored (account, scene) link"),
     ColdFunction("conversations", "ConversationsFunction", "dynamodb", "GET /conversations?account= (the route "
                                                                        "account's recent conversations)"),
@@ -228,6 +233,10 @@ class ColdFixture:
             os.environ[key] = value
         self.sim = WeComSimulator()
         self.sim.start()
+        from local.bedrock_standin import BedrockStandIn  # noqa: PLC0415 - loaded only by the benchmarks that use them (not in .venv-bench)
+
+        self.bedrock = BedrockStandIn()
+        self.bedrock_url = self.bedrock.start()
         self.accounts = {f.name: self.sim.add_account(name=f"bench-{f.name}") for f in functions}
         for open_kfid in self.accounts.values():
             for userid in ("alice", "bob"):
@@ -245,6 +254,7 @@ class ColdFixture:
         self.functions, _, _ = load_functions(template, ROOT)
 
     def close(self) -> None:
+        self.bedrock.stop()
         self.sim.stop()
         self.moto.stop()
 
@@ -296,13 +306,20 @@ class ColdFixture:
         return self._sqs("SyncQueue", [(json.dumps(job), open_kfid)])
 
     def _event_route(self) -> dict:
+        return self._entry_and_question("route", "bench", "你好，想问一下价格")
+
+    def _event_route_ai(self) -> dict:
+        return self._entry_and_question("route_ai", "help", "请问下单后多久发货？")
+
+    def _entry_and_question(self, account: str, scene: str, text: str) -> dict:
+        """The sync's hand-off of a customer's entry from ``scene`` and first message."""
         from kefu.sync import route_messages  # noqa: PLC0415 - loaded only by the benchmarks that use them (not in .venv-bench)
         from kefu.wecom.models import parse_item  # noqa: PLC0415 - loaded only by the benchmarks that use them (not in .venv-bench)
 
-        open_kfid = self.accounts["route"]
-        euid, _ = self.sim.customer_enter(open_kfid, scene="bench")
+        open_kfid = self.accounts[account]
+        euid, _ = self.sim.customer_enter(open_kfid, scene=scene)
         entered = self.sim.messages(open_kfid)[-1]
-        said = self.sim.item(self.sim.customer_says(open_kfid, euid, "你好，想问一下价格"))
+        said = self.sim.item(self.sim.customer_says(open_kfid, euid, text))
         assert said is not None
         messages = route_messages([(entered["msgid"], parse_item(entered)), (said["msgid"], parse_item(said))])
         return self._sqs("RouteQueue", [(m.body, m.group_id) for m in messages])
@@ -357,6 +374,24 @@ def served(name: str, result: dict[str, Any]) -> bool:
     return not result.get("failed_accounts")
 
 
+RULES_WITHOUT_AI = "routing-without-ai.json"
+AI_MODEL = "amazon.nova-lite-v1:0"
+
+
+def write_rules_without_ai(rules: Path, target: Path) -> None:
+    """The shipped rules with every bot.ai taken out (JSON is YAML too): the route function's cold
+    start without the answerer, beside the same assets."""
+    import yaml  # noqa: PLC0415 - loaded only by the benchmarks that use them (not in .venv-bench)
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if not (k == "ai" and isinstance(v, dict))}
+        return [strip(v) for v in node] if isinstance(node, list) else node
+
+    target.write_text(json.dumps(strip(yaml.safe_load(rules.read_text(encoding="utf-8"))), ensure_ascii=False),
+                      encoding="utf-8")
+
+
 class ColdRunner:
     """Spawns the children: one fresh .venv-lambda process per cold start."""
 
@@ -378,6 +413,8 @@ class ColdRunner:
             shutil.copytree(ROOT / "shared" / "kefu", run / "opt" / "kefu",
                             ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
             self._staged[local.code_dir] = (run / "task", run / "opt")
+            if (run / "task" / "routing.yaml").is_file():
+                write_rules_without_ai(run / "task" / "routing.yaml", run / "task" / RULES_WITHOUT_AI)
         module, _, attr = local.handler_name.rpartition(".")
         return (*self._staged[local.code_dir], module, attr)
 
@@ -389,6 +426,10 @@ class ColdRunner:
                "AWS_LAMBDA_FUNCTION_NAME": fn.logical_id, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory or local.memory),
                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST", "AWS_EXECUTION_ENV": "AWS_Lambda_python3.13",
                **local.environment}
+        if fn.name == "route":  # the route function as it was before the AI answerer: no bot.ai, no model
+            env["KEFU_ROUTING_CONFIG"] = str(self._task(fn)[0] / RULES_WITHOUT_AI)
+        elif fn.name == "route_ai":
+            env.update(KEFU_AI_MODEL_ID=AI_MODEL, AWS_ENDPOINT_URL_BEDROCK_RUNTIME=self.fixture.bedrock_url)
         if pyc:
             env["PYTHONPYCACHEPREFIX"] = str(self.pycache)
         else:

@@ -370,7 +370,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="128,256,512")
     parser.add_argument("--runs", type=int, default=2, help="fresh processes per function and size")
     parser.add_argument("--warm", type=int, default=3, help="warm events per process")
-    parser.add_argument("--functions", default=",".join(f.name for f in COLD_FUNCTIONS))
+    parser.add_argument("--functions", default=",".join(f.name for f in COLD_FUNCTIONS if f.name != "route_ai"))
     parser.add_argument("--mode", choices=("auto", "scaled"), default="auto")
     parser.add_argument("--prices", default=str(ROOT / "config" / "prices.yaml"))
     args = parser.parse_args()

@@ -61,6 +61,12 @@ BENCHMARKS = [
           python=BENCH_PY, timeout=180,
           about="Same random signed callbacks for both; wechatpy lives only in .venv-bench. Ratio = Kefu's time "
                 "over wechatpy's (below 1: Kefu is faster)."),
+    Bench("retrieval", "Knowledge retrieval: Kefu's index against jieba and rank_bm25", "retrieval_bench.py",
+          python=BENCH_PY, timeout=300,
+          about="Fresh processes, median of 5: import, parse and first search (the index) of config/knowledge.md and of "
+                "a generated 500-entry file, query latency, and top-1/top-3 accuracy on labelled Chinese paraphrases; "
+                "jieba and rank_bm25 (numpy) live only in .venv-bench. The answerer may add at most 10% to the route "
+                "function's cold start."),
     Bench("coldstart", "Cold start per function", "coldstart_bench.py", timeout=600,
           about="Fresh processes from .venv-lambda (boto3 + the layer's requirements, nothing else), serving a "
                 "real first event against moto and the WeCom simulator; ratio over `import boto3` + one client."),

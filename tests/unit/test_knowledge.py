@@ -99,6 +99,11 @@ def test_markdown_answer_runs_to_the_next_level_one_or_two_heading_and_keeps_dee
     assert second == Entry("换货", ("换货",), "换一次。")
 
 
+def test_markdown_closing_hashes_and_an_unclosed_fence() -> None:
+    knowledge = parse_knowledge("## 发货 ##\n两天。\n\n## 退货 {#returns} ##\n七天。\n```\n未闭合的代码\n", "kb.md")
+    assert knowledge.entries == (Entry("发货", ("发货",), "两天。"), Entry("returns", ("退货",), "七天。\n```\n未闭合的代码"))
+
+
 def test_markdown_accepts_a_byte_order_mark_and_windows_line_ends() -> None:
     knowledge = parse_knowledge("\ufeff## 发货 {#a}\r\n两天内。\r\n", "KB.MD")
     assert knowledge.entries == (Entry("a", ("发货",), "两天内。"),)
@@ -186,6 +191,7 @@ def test_ids_may_not_hold_quotes_or_angle_brackets(bad: str) -> None:
 
 def test_an_id_with_a_line_break_an_empty_id_and_a_long_id_are_refused() -> None:
     assert "may not contain" in error("entries:\n  - {q: 发货, a: 两天, id: \"a\\nb\"}\n", "kb.yaml")
+    assert "may not contain" in error('entries:\n  - {q: 发货, a: 两天, id: "a\\u2028b"}\n', "kb.yaml")  # U+2028
     assert "the id is empty" in error("## 发货 {#}\n两天。\n")
     message = error(f"## 发货 {{#{'x' * 65}}}\n两天。\n")
     assert "65 characters" in message and "64" in message
@@ -220,7 +226,7 @@ def test_at_most_5000_entries() -> None:
     assert message.startswith(f'kb.md line {2 * MAX_ENTRIES + 1}: entry "多一条":') and "5000" in message
 
 
-def test_a_file_over_2_mib_is_refused_before_it_is_read() -> None:
+def test_a_file_over_2_mib_is_refused() -> None:
     big = "## 问题\n回答。\n" + "x" * MAX_FILE_BYTES
     message = error(big)
     assert message.startswith("kb.md: the file is") and "2 MiB" in message
@@ -291,6 +297,14 @@ def test_latin_and_mixed_questions() -> None:
     hit = knowledge.search("发票 invoice")[0]
     assert hit.entry.id == "invoice" and hit.match == 1.0
     assert knowledge.search("refund policy") == []
+
+
+def test_a_lone_character_of_the_question_finds_the_words_that_hold_it() -> None:
+    knowledge = faq()
+    assert terms("可以退吗") == ["退"]  # 可以 and 吗 are cut: 退 alone is left
+    hit = knowledge.search("可以退吗")[0]
+    assert hit.entry.id == "returns" and hit.match == 1.0  # 退 is in 退货
+    assert knowledge.search("东西不喜欢可以退吗")[0].entry.id == "returns"
 
 
 def test_hits_are_best_first_with_score_and_match() -> None:
