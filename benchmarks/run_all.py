@@ -61,6 +61,10 @@ BENCHMARKS = [
           python=BENCH_PY, timeout=180,
           about="Same random signed callbacks for both; wechatpy lives only in .venv-bench. Ratio = Kefu's time "
                 "over wechatpy's (below 1: Kefu is faster)."),
+    Bench("ai_cost", "AI answerer: tokens and dollars per answer", "ai_cost_bench.py", timeout=120,
+          about="The prompts the route function builds for labelled customer questions against config/knowledge.md, "
+                "tokens as the Bedrock stand-in estimates them, priced with config/prices.yaml's Bedrock list prices; "
+                "plus the Lambda wait on the model (an assumed 1.5 s) and the caps' DynamoDB writes."),
     Bench("retrieval", "Knowledge retrieval: Kefu's index against jieba and rank_bm25", "retrieval_bench.py",
           python=BENCH_PY, timeout=300,
           about="Fresh processes, median of 5: import, parse and first search (the index) of config/knowledge.md and of "
