@@ -7,6 +7,7 @@ or hands the customer to a person. One kf account per behaviour (tests/integrati
 from __future__ import annotations
 
 import json
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ import pytest
 from kefu.knowledge_files import S3_CHECK_SECONDS, KnowledgeFiles
 from kefu.routing.rules import KnowledgeFile
 from local.bedrock_standin import BedrockStandIn
+from tests.integration.test_cli import explain, kefu_with
 from tests.integration.test_route import Env
 from tests.support.stack import StackProcess, stack_env, start_stack, wait_for
 
@@ -31,6 +33,7 @@ HUMAN, BOT = 3, 1
 ENTRIES = {"shipping", "returns", "invoice", "holiday", "points", "payment"}
 SHIPPING = "下单后 48 小时内发货，偏远地区顺延一到两天。"
 RETURNS = "签收后 7 天内可在订单页申请无理由退货。"
+STATE_FILE = Path(tempfile.mkdtemp(prefix="kefu-ai-")) / "local-stack.json"  # for the `kefu` CLI
 NAMES = ("answer", "local", "caps", "fallback", "s3", "gone")
 
 
@@ -51,7 +54,7 @@ def stack(aws_endpoint: str, simulator, bedrock: BedrockStandIn) -> Iterator[Sta
     params = {"BedrockModelId": MODEL, "AiMonthlyBudgetUsd": str(BUDGET_USD)}
     proc = start_stack(stack_env(aws_endpoint, simulator, f"kefu-t{uuid.uuid4().hex[:8]}",
                                  KEFU_ROUTING_CONFIG=str(RULES), KEFU_LOCAL_VISIBILITY_TIMEOUT="5",
-                                 KEFU_TEMPLATE_PARAMS=json.dumps(params),
+                                 KEFU_TEMPLATE_PARAMS=json.dumps(params), KEFU_STATE_FILE=str(STATE_FILE),
                                  AWS_ENDPOINT_URL_BEDROCK_RUNTIME=bedrock.base_url))
     simulator.set_callback_url(f"{proc.url}/callback")
     yield proc
@@ -120,6 +123,11 @@ def test_a_covered_question_is_answered_from_the_matching_entries_only(env: Env,
     assert int(ai["input_tokens"]["N"]) > 0 and int(ai["output_tokens"]["N"]) > 0
     assert stored["rule"]["S"] == "bot ai"
     wait_for(lambda: funnel(env.stack, k).get("help", {}).get("ai_answered") == 1, message="ai_answered counted")
+    # The operator sees it in `kefu messages`, marked as AI with its source.
+    done = kefu_with({"KEFU_STATE_FILE": str(STATE_FILE)}, "messages", euid, "--account", k)
+    assert done.returncode == 0, explain(done)
+    line = next(line for line in done.stdout.splitlines() if SHIPPING in line)
+    assert "Kefu (bot ai)" in line and f"[AI answer, model {MODEL}; sources: shipping]" in line, done.stdout
 
 
 def test_without_consent_an_entry_is_sent_as_written_and_nothing_reaches_the_model(
