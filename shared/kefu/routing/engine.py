@@ -253,20 +253,19 @@ class RoutingEngine:
             self._act(match.reply, Target(target.open_kfid, target.euid, target.policy, target.scene,
                                           f"bot keyword {match.keyword!r}"), item.msgid, "bot")
         elif match.outcome == "unmatched" and bot.ai is not None and item.text and self.answerer is not None:
-            self._ai_answer(item, target, bot.ai, item.text)
+            self._ai_answer(item, target, bot.ai, item.text, self.answerer)
         elif match.outcome == "unmatched" and bot.unmatched == "ignore":
             self.record(Decision(target.open_kfid, target.euid, target.scene, "bot unmatched", Outcome.IGNORED))
         else:
             rule = f"hand-off keyword {match.keyword!r}" if match.outcome == "handoff" else "bot unmatched: handoff"
             self.hand_off(Target(target.open_kfid, target.euid, target.policy, target.scene, rule), item.msgid)
 
-    def _ai_answer(self, item: SyncItem, target: Target, ai: BotAi, text: str) -> None:
+    def _ai_answer(self, item: SyncItem, target: Target, ai: BotAi, text: str, answerer: Answerer) -> None:
         """The AI answerer's answer, sent within the customer's window like any send; no answer (or
         no send left) goes to ``ai.otherwise``: a person, or the fallback text. A retried record
         re-sends the answer its first attempt recorded instead of asking the model again."""
         from kefu.answerer import Answer, Question
 
-        assert self.answerer is not None
         open_kfid, euid, scene, at = target.open_kfid, target.euid, target.scene, _at(item, self.clock)
         said = Said(open_kfid, euid, "bot ai", item.msgid)
         earlier = self.send.recorded(said, "ai")
@@ -277,7 +276,7 @@ class RoutingEngine:
                             detail="as its first attempt recorded")
         else:
             day = self.accounting.day(at)
-            answer = self.answerer.answer(ai, Question(open_kfid, euid, text, decide.item_tag(item.msgid), day,
+            answer = answerer.answer(ai, Question(open_kfid, euid, text, decide.item_tag(item.msgid), day,
                                                        day[:7]))
         if answer.outcome == "answered" and answer.text:
             sent = self.send.send(said, "ai", outbound.text(answer.text), ai=answer.marks())
