@@ -90,7 +90,8 @@ def main() -> None:
         print(f"  {model}: ${model_usd * 1000:.4f} per 1,000 answers for the model, "
               f"${(model_usd + aws_usd) * 1000:.4f} with AWS (list price ${price['input']}/${price['output']} per "
               f"million tokens)")
-        bench(f"ai.usd_per_1000_answers.{model}", round((model_usd + aws_usd) * 1000, 4), "USD",
+        bench(f"ai.usd_per_1000_answers.{model.replace(':', '_')}",  # figure names take no ':'
+ round((model_usd + aws_usd) * 1000, 4), "USD",
               f"model ${model_usd * 1000:.4f} + AWS, at ${price['input']}/${price['output']} per million tokens")
 
 
