@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from kefu.knowledge import Hit, Knowledge
@@ -89,7 +89,6 @@ class Answer:
     model: str | None = None  # the model id, or KNOWLEDGE_MODEL for an entry's answer as written
     input_tokens: int = 0
     output_tokens: int = 0
-    offered: tuple[str, ...] = field(default=())  # the entries retrieval matched
 
     def marks(self) -> dict[str, Any]:
         """What the conversation record keeps of an AI answer (``ai`` on Kefu's send)."""
@@ -178,36 +177,32 @@ class Answerer:
         if not hits:
             best = max((hit.match for hit in found), default=0.0)
             return Answer("uncovered", detail=f"no entry matches (best match {best:.2f} < {ai.min_match})")
-        offered = tuple(hit.entry.id for hit in hits)
         if self._model is None or not ai.send_text_to_model:
             top = hits[0].entry
             why = "no model configured" if self._model is None else "send_text_to_model is off"
-            return Answer("answered", top.answer, (top.id,), detail=f"entry as written ({why})",
-                          model=KNOWLEDGE_MODEL, offered=offered)
+            return Answer("answered", top.answer, (top.id,), detail=f"entry as written ({why})", model=KNOWLEDGE_MODEL)
         deadline = ai.deadline_seconds
-        if self._time_left is not None:
-            deadline = min(deadline, self._time_left() - 2)  # leave time to hand off
-            if deadline < 1:
-                return Answer("unavailable", detail="too little time left in this invocation", offered=offered)
+        if self._time_left is not None and self._time_left() < deadline + 2:  # the full wait, then time to hand off
+            return Answer("unavailable", detail="too little time left in this invocation for the model's deadline")
         refused = self._usage.reserve(question.open_kfid, question.euid, question.tag, question.day, question.month,
                                       ai.per_customer_per_day, ai.per_day, self._ceiling)
         if refused:
-            return Answer("capped", detail=refused, offered=offered)
+            return Answer("capped", detail=refused)
         model = self._model.model_id
         try:
             reply = self._model.converse(build_request(hits, question.text, self._max_tokens), deadline)
         except ModelUnavailable as exc:
-            return Answer("unavailable", detail=f"model {exc}", model=model, offered=offered)
+            return Answer("unavailable", detail=f"model {exc}", model=model)
         self._usage.spend(question.month, self._prices.micro_usd(reply.input_tokens, reply.output_tokens))
 
         def said(outcome: AnswerOutcome, detail: str | None, text: str | None = None,
                  sources: tuple[str, ...] = ()) -> Answer:
-            return Answer(outcome, text, sources, detail, model, reply.input_tokens, reply.output_tokens, offered)
+            return Answer(outcome, text, sources, detail, model, reply.input_tokens, reply.output_tokens)
 
         if reply.cut:
             return said("unavailable", "model reply cut at its token limit")
         try:
-            text, sources = read_reply(reply.text, set(offered))
+            text, sources = read_reply(reply.text, {hit.entry.id for hit in hits})
         except ReplyError as exc:
             return said("unavailable", f"model reply refused: {exc}")
         if text is None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import os
 import re
 import unicodedata
 from collections import Counter, defaultdict
@@ -201,6 +202,19 @@ class Knowledge:
 
 
 # -- parsing -----------------------------------------------------------------------------------------
+
+def read_file(path: str) -> Knowledge:
+    """The knowledge file at ``path``, parsed once per version of the file: the rules' check at
+    start and the answerer's first question share one parse."""
+    stat = os.stat(path)
+    return _read_file(os.path.realpath(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_file(path: str, _mtime_ns: int, _size: int) -> Knowledge:
+    with open(path, encoding="utf-8") as handle:
+        return parse_knowledge(handle.read(), path)
+
 
 def parse_knowledge(text: str, source: str) -> Knowledge:
     """The knowledge in ``text``; ``source`` (the file's name) picks the format by its suffix and

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kefu import aws
-from kefu.knowledge import Knowledge, parse_knowledge
+from kefu.knowledge import Knowledge, parse_knowledge, read_file
 from kefu.routing.rules import KnowledgeFile
 
 S3_CHECK_SECONDS = 60
@@ -39,8 +39,7 @@ class KnowledgeFiles:
             base = self._base_dir()
             if base is None:
                 raise ValueError("rules from an SSM parameter name knowledge in S3 only")
-            path = (base / str(ref.path)).resolve()
-            held = _Held(parse_knowledge(path.read_text(encoding="utf-8"), str(path)), "", 0.0)
+            held = _Held(read_file(str(base / str(ref.path))), "", 0.0)
             self._held[ref.key()] = held
         return held.knowledge
 

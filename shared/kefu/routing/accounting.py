@@ -24,15 +24,12 @@ class Accounting:
         if self._store is not None:
             self._store.count_once(event_id, increments)
 
-    def _day(self, at: int) -> str:
-        return stats.day_of(at, self._timezone)
-
     def day(self, at: int) -> str:
         """The calendar day of ``at`` in the statistics' time zone (the AI caps count in it too)."""
-        return self._day(at)
+        return stats.day_of(at, self._timezone)
 
     def entered(self, msgid: str, at: int, open_kfid: str, euid: str, scene: str | None, scene_param: str | None) -> None:
-        self._count(f"entered#{msgid}", [stats.funnel(self._day(at), open_kfid, scene, "sessions_entered")])
+        self._count(f"entered#{msgid}", [stats.funnel(self.day(at), open_kfid, scene, "sessions_entered")])
         self._emit("session.entered", msgid, {"open_kfid": open_kfid, "external_userid": euid, "scene": scene,
                                               "scene_param": scene_param, "send_time": at})
 
@@ -40,13 +37,13 @@ class Accounting:
                  session: str, new_session: bool, message: dict[str, object] | None = None) -> None:
         if new_session:
             self._count(f"wrote#{open_kfid}#{euid}#{session}",
-                        [stats.funnel(self._day(at), open_kfid, scene, "customers_wrote")])
+                        [stats.funnel(self.day(at), open_kfid, scene, "customers_wrote")])
         self._emit("message.received", msgid, self._with({"open_kfid": open_kfid, "external_userid": euid,
                                                           "scene": scene, "msgtype": msgtype, "send_time": at}, message))
 
     def assigned(self, at: int, open_kfid: str, euid: str, scene: str | None, servicer: str, session: str,
                  how: str) -> None:
-        day = self._day(at)
+        day = self.day(at)
         self._count(f"assigned#{open_kfid}#{euid}#{session}", [stats.funnel(day, open_kfid, scene, "sessions_assigned")])
         self._count(f"assigned#{open_kfid}#{euid}#{session}#{servicer}",
                     [stats.servicer(day, open_kfid, servicer, "sessions_assigned")])
@@ -56,7 +53,7 @@ class Accounting:
 
     def servicer_message(self, msgid: str, at: int, open_kfid: str, euid: str, servicer: str,
                          session: Session, msgtype: str | None = None, message: dict[str, object] | None = None) -> None:
-        day = self._day(at)
+        day = self.day(at)
         self._emit("message.sent", msgid, self._with({"open_kfid": open_kfid, "external_userid": euid,
                                                       "scene": session.scene, "sender": "servicer",
                                                       "servicer": servicer, "msgtype": msgtype, "send_time": at},
@@ -70,13 +67,13 @@ class Accounting:
             ])
 
     def ended(self, msgid: str, at: int, open_kfid: str, euid: str, scene: str | None, servicer: str | None) -> None:
-        self._count(f"ended#{msgid}", [stats.funnel(self._day(at), open_kfid, scene, "sessions_ended")])
+        self._count(f"ended#{msgid}", [stats.funnel(self.day(at), open_kfid, scene, "sessions_ended")])
         self._emit("session.ended", msgid, {"open_kfid": open_kfid, "external_userid": euid, "scene": scene,
                                             "servicer": servicer, "send_time": at})
 
     def rated(self, msgid: str, at: int, open_kfid: str, euid: str, scene: str | None, servicer: str | None,
               score: int) -> None:
-        day = self._day(at)
+        day = self.day(at)
         increments = [stats.funnel(day, open_kfid, scene, "ratings"), stats.funnel(day, open_kfid, scene, "rating_sum", score)]
         if servicer:
             increments += [stats.servicer(day, open_kfid, servicer, "ratings"),
@@ -88,7 +85,7 @@ class Accounting:
     def upgrade_offered(self, offer_id: str, at: int, open_kfid: str, euid: str, scene: str | None,
                         servicer: str | None, kind: str, target: str) -> None:
         """A 升级服务 offer made (``kind`` member or groupchat); ``servicer``: who served the customer."""
-        day = self._day(at)
+        day = self.day(at)
         increments = [stats.funnel(day, open_kfid, scene, "upgrades_offered")]
         if servicer:
             increments.append(stats.servicer(day, open_kfid, servicer, "upgrades_offered"))
@@ -98,11 +95,11 @@ class Accounting:
 
     def ai_question(self, msgid: str, at: int, open_kfid: str, scene: str | None, how: str) -> None:
         """A question the AI answerer took: ``how`` is answered, handed_off or fallback."""
-        self._count(f"ai#{msgid}", [stats.funnel(self._day(at), open_kfid, scene, f"ai_{how}")])
+        self._count(f"ai#{msgid}", [stats.funnel(self.day(at), open_kfid, scene, f"ai_{how}")])
 
     def send_failed(self, msgid: str, at: int, open_kfid: str, scene: str | None) -> None:
         """WeCom's msg_send_fail: a message it had accepted never reached the customer."""
-        self._count(f"sendfail#{msgid}", [stats.funnel(self._day(at), open_kfid, scene, "sends_failed")])
+        self._count(f"sendfail#{msgid}", [stats.funnel(self.day(at), open_kfid, scene, "sends_failed")])
 
     def kefu_sent(self, msgid: str, at: int, open_kfid: str, euid: str, rule: str, message: dict[str, object],
                   error: str | None) -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
@@ -74,7 +74,11 @@ class AssetError(Exception):
 
 
 class Asset(_Strict):
-    """A file Kefu uploads: ``path`` relative to the rules file, or ``s3`` key in the media bucket."""
+    """A file Kefu uploads: ``path`` relative to the rules file, or ``s3`` key in the media bucket
+    under ``S3_PREFIX`` (the route function may read only there)."""
+
+    S3_PREFIX: ClassVar[str] = S3_PREFIX
+    WHAT: ClassVar[str] = "asset"
 
     path: str | None = None
     s3: str | None = None
@@ -86,10 +90,11 @@ class Asset(_Strict):
 
     @model_validator(mode="after")
     def _one(self) -> Asset:
+        prefix = self.S3_PREFIX
         if (self.path is None) == (self.s3 is None):
-            raise ValueError("give a file path (relative to the rules file) or {s3: assets/<key>}")
-        if self.s3 is not None and (not self.s3.startswith(S3_PREFIX) or self.s3 == S3_PREFIX):
-            raise ValueError(f"an S3 asset's key starts with {S3_PREFIX!r} (the route function may read only those)")
+            raise ValueError(f"give a file path (relative to the rules file) or {{s3: {prefix}<key>}}")
+        if self.s3 is not None and (not self.s3.startswith(prefix) or self.s3 == prefix):
+            raise ValueError(f"an S3 {self.WHAT}'s key starts with {prefix!r} (the route function may read only those)")
         return self
 
     @property

@@ -9,7 +9,7 @@ import re
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -62,35 +62,18 @@ class BotReply(Action):
         return value
 
 
-KNOWLEDGE_S3_PREFIX = "knowledge/"
-
-
-class KnowledgeFile(_Strict):
+class KnowledgeFile(outbound.Asset):
     """Where the answerer's knowledge is: a file beside the rules, or ``{s3: knowledge/<key>}`` in
     the stack's media bucket (re-read when it changes)."""
 
-    path: str | None = None
-    s3: str | None = None
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_string(cls, value: Any) -> Any:
-        return {"path": value} if isinstance(value, str) else value
+    S3_PREFIX: ClassVar[str] = "knowledge/"
+    WHAT: ClassVar[str] = "knowledge file"
 
     @model_validator(mode="after")
-    def _one(self) -> KnowledgeFile:
-        if (self.path is None) == (self.s3 is None):
-            raise ValueError("give a file path (relative to the rules file) or {s3: knowledge/<key>}")
-        if self.s3 is not None and (not self.s3.startswith(KNOWLEDGE_S3_PREFIX) or self.s3 == KNOWLEDGE_S3_PREFIX):
-            raise ValueError(f"an S3 knowledge file's key starts with {KNOWLEDGE_S3_PREFIX!r} "
-                             "(the route function may read only those)")
-        suffix = Path(self.path or self.s3 or "").suffix.lower()
-        if suffix not in (".md", ".yaml", ".yml", ".json"):
+    def _format(self) -> KnowledgeFile:
+        if Path(self.name).suffix.lower() not in (".md", ".yaml", ".yml", ".json"):
             raise ValueError("a knowledge file is Markdown (.md) or YAML (.yaml, .yml, .json)")
         return self
-
-    def key(self) -> str:
-        return f"s3:{self.s3}" if self.s3 else f"file:{self.path}"
 
 
 class BotAi(_Strict):
@@ -400,13 +383,13 @@ class _Checker:
         if self.base_dir is None:
             raise self.fail(path, "rules read from an SSM parameter name a knowledge file in S3 "
                                   "({s3: knowledge/<key>}), not a file")
-        from kefu.knowledge import KnowledgeError, parse_knowledge
+        from kefu.knowledge import KnowledgeError, read_file
 
         file = (self.base_dir / ref.path).resolve()
         if not file.is_file():
             raise self.fail(path, f"no file {ref.path} beside the rules file ({file})")
         try:
-            parse_knowledge(file.read_text(encoding="utf-8"), str(file))
+            read_file(str(file))
         except (KnowledgeError, UnicodeDecodeError) as exc:
             raise self.fail(path, str(exc)) from None
 

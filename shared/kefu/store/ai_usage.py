@@ -55,7 +55,3 @@ class AiUsage(TableStore):
         if micro_usd > 0:
             self._table.update_item(Key=keys.ai_spend(month), UpdateExpression="ADD micro_usd :n",
                                     ExpressionAttributeValues={":n": micro_usd})
-
-    def month_spend(self, month: str) -> int:
-        item = self._table.get_item(Key=keys.ai_spend(month), ConsistentRead=True).get("Item") or {}
-        return int(item.get("micro_usd") or 0)
