@@ -78,9 +78,13 @@ def test_every_message_kind_is_sent_by_a_rule_and_accepted_by_wecom(world, simul
     assert sent[4]["payload"]["media_id"] == sent[2]["payload"]["thumb_media_id"]  # the same image, as a thumb
     assert len(simulator.calls_to("media/upload")) == 3  # the card, the video (from S3), the file: each once
     # Each send is in the conversation record, marked as Kefu's, with the rule that sent it.
-    stored = {r["msgid"]: r for r in conversation(clients, world, k, euid) if r.get("sender") == "kefu"}
+    # A send is settled in the record after WeCom answers it: the last one may still be on its way.
+    def settled() -> dict[str, dict[str, Any]]:
+        found = {r["msgid"]: r for r in conversation(clients, world, k, euid) if r.get("sender") == "kefu"}
+        return found if all(r["send_state"] == "sent" for r in found.values()) else {}
+
+    stored = wait_for(settled, message="every send settled in the record")
     assert {s["msgid"] for s in sent} == set(stored)
-    assert all(r["send_state"] == "sent" for r in stored.values())
     by_type = {r["msgtype"]: r for r in stored.values()}
     assert by_type["ca_link"]["rule"] == "bot keyword 'kind-calink'" and by_type["msgmenu"]["rule"] == "welcome"
     assert json.loads(by_type["video"]["raw"])["video"]["media_id"] == sent[5]["payload"]["media_id"]
