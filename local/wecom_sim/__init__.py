@@ -86,6 +86,13 @@ What WeCom does that a client cannot see, for tests of a client whose cache drif
 
 Each of these is also a ``/sim/<action>`` admin endpoint.
 
+Service-provider mode (服务商: a third-party app or a custom app built for many corps) is
+``ProviderSimulator`` in ``provider``: the suite's ``/cgi-bin/service/...`` endpoints (suite
+ticket and token, pre-auth and auth codes, permanent codes, corp tokens), its command callbacks
+(suite_ticket, create_auth, change_auth, cancel_auth, reset_permanent_code) and one
+``WeComSimulator`` per authorized corp, whose kf calls it routes by access_token and whose data
+callbacks carry the suite's token and key. Its module docstring lists its own choices.
+
 Layout: ``state`` (limits, ERRMSG, the records kept), ``core`` (the state and the helpers that
 change it), ``api`` (the ``/cgi-bin/...`` endpoints), ``management`` (accounts, servicers, contact list,
 statistics, qualification), ``server`` (HTTP and ``/sim/...`` admin),
@@ -95,8 +102,16 @@ statistics, qualification), ``server`` (HTTP and ``/sim/...`` admin),
 
 from __future__ import annotations
 
+from local.wecom_sim.provider import (
+    DEMO_SUITE_AES_KEY,
+    DEMO_SUITE_ID,
+    DEMO_SUITE_SECRET,
+    DEMO_SUITE_TOKEN,
+    ProviderSimulator,
+)
 from local.wecom_sim.simulator import WeComSimulator, main
 from local.wecom_sim.state import DEMO_AES_KEY, DEMO_AGENT_ID, DEMO_CORP_ID, DEMO_CORP_SECRET, DEMO_TOKEN, ApiError
 
-__all__ = ["DEMO_AES_KEY", "DEMO_AGENT_ID", "DEMO_CORP_ID", "DEMO_CORP_SECRET", "DEMO_TOKEN", "ApiError",
-           "WeComSimulator", "main"]
+__all__ = ["DEMO_AES_KEY", "DEMO_AGENT_ID", "DEMO_CORP_ID", "DEMO_CORP_SECRET", "DEMO_SUITE_AES_KEY", "DEMO_SUITE_ID",
+           "DEMO_SUITE_SECRET", "DEMO_SUITE_TOKEN", "DEMO_TOKEN", "ApiError", "ProviderSimulator", "WeComSimulator",
+           "main"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -159,31 +159,101 @@ def _decrypt(crypto: WXBizMsgCrypt, query: Mapping[str, str], encrypted: str) ->
         raise CallbackUnverified(status, exc.reason, str(exc)) from None
 
 
-def verify_url(crypto: WXBizMsgCrypt, query: Mapping[str, str]) -> str:
+def verify_url(crypto: WXBizMsgCrypt, query: Mapping[str, str], accept: Callable[[str], bool] | None = None) -> str:
     """GET verification: the decrypted echostr, to be answered as the plain body."""
-    return _decrypt(crypto, query, _param(query, "echostr"))
+    if accept is None:
+        return _decrypt(crypto, query, _param(query, "echostr"))
+    signature, timestamp, nonce = (_param(query, name) for name in SIGNED_PARAMS)
+    encrypted = _param(query, "echostr")
+    try:
+        crypto.verify(signature, timestamp, nonce, encrypted)
+        return crypto.decrypt_from(encrypted, accept)[0]
+    except CryptoError as exc:
+        raise CallbackUnverified(403 if exc.reason == "bad_signature" else 400, exc.reason, str(exc)) from None
 
 
-def read_event(crypto: WXBizMsgCrypt, query: Mapping[str, str], body: bytes, max_bytes: int) -> CallbackEvent:
-    """POST: check size, envelope, signature and payload; return the event it carries."""
-    if len(body) > max_bytes:
-        raise CallbackRejected(413, "body_too_large", f"body exceeds {max_bytes} bytes")
-    if not body.strip():
-        raise CallbackRejected(400, "empty_body", "body must be the encrypted XML envelope")
-    for name in SIGNED_PARAMS:
-        _param(query, name)
-    envelope = _parse(body, "envelope")
-    encrypted = envelope.get("Encrypt")
-    if not encrypted:
-        raise CallbackRejected(400, "missing_encrypt", "envelope has no <Encrypt> element")
-    fields = _parse(_decrypt(crypto, query, encrypted), "payload")
+def read_event(crypto: WXBizMsgCrypt, query: Mapping[str, str], body: bytes, max_bytes: int,
+               accept: Callable[[str], bool] | None = None) -> CallbackEvent:
+    """POST: check size, envelope, signature and payload; return the event it carries. ``accept``:
+    the receiveids taken (a provider's data callback: the corps it serves; by default the
+    crypto's own), and then the event's ToUserName must be that receiveid."""
+    fields, receive_id = _payload(crypto, query, body, max_bytes, accept)
     try:
         event = CallbackEvent.from_xml_fields(fields)
     except BadEvent as exc:
         raise CallbackRejected(400, "bad_payload", str(exc)) from None
     if event.msg_type != "event":
         raise CallbackRejected(400, "bad_payload", "payload <MsgType> must be event")
+    if accept is not None and event.to_user_name != receive_id:
+        raise CallbackUnverified(400, "bad_receiveid", "payload <ToUserName> is not the corp it was encrypted for")
     return event
+
+
+def _payload(crypto: WXBizMsgCrypt, query: Mapping[str, str], body: bytes, max_bytes: int,
+             accept: Callable[[str], bool] | None = None) -> tuple[dict[str, str], str]:
+    """The decrypted payload's XML fields, and the receiveid it was encrypted for."""
+    if len(body) > max_bytes:
+        raise CallbackRejected(413, "body_too_large", f"body exceeds {max_bytes} bytes")
+    if not body.strip():
+        raise CallbackRejected(400, "empty_body", "body must be the encrypted XML envelope")
+    signature, timestamp, nonce = (_param(query, name) for name in SIGNED_PARAMS)
+    envelope = _parse(body, "envelope")
+    encrypted = envelope.get("Encrypt")
+    if not encrypted:
+        raise CallbackRejected(400, "missing_encrypt", "envelope has no <Encrypt> element")
+    try:
+        crypto.verify(signature, timestamp, nonce, encrypted)
+        plain, receive_id = crypto.decrypt_from(encrypted, accept)
+    except CryptoError as exc:
+        status = 403 if exc.reason == "bad_signature" else 400
+        raise CallbackUnverified(status, exc.reason, str(exc)) from None
+    return _parse(plain, "payload"), receive_id
+
+
+# The suite's command callbacks (指令回调) a service provider's app receives, by InfoType.
+SUITE_TICKET, CREATE_AUTH, CHANGE_AUTH, CANCEL_AUTH = "suite_ticket", "create_auth", "change_auth", "cancel_auth"
+RESET_PERMANENT_CODE = "reset_permanent_code"  # 代开发: the app's secret at a corp was reset
+_COMMAND_TEXT_MAX = 512
+
+
+@dataclass(frozen=True)
+class SuiteCommand:
+    """A decrypted command callback: ``info_type`` and the fields that kind carries."""
+
+    info_type: str
+    suite_id: str
+    timestamp: int
+    suite_ticket: str | None = None
+    auth_code: str | None = None
+    auth_corp_id: str | None = None
+    state: str | None = None
+
+    @property
+    def corp_group(self) -> str:
+        """What orders this command against others (the corp, or the auth code before one is known)."""
+        return self.auth_corp_id or "authorizing"
+
+
+def read_command(crypto: WXBizMsgCrypt, query: Mapping[str, str], body: bytes, max_bytes: int,
+                 suite_id: str) -> SuiteCommand:
+    """POST to the suite's command URL: checked like an event, for the suite (receiveid = suite
+    id). Each kind must carry its fields (suite_ticket: SuiteTicket; create_auth and
+    reset_permanent_code: AuthCode; change_auth and cancel_auth: AuthCorpId)."""
+    fields, _ = _payload(crypto, query, body, max_bytes)
+    info_type = (fields.get("InfoType") or "").strip()
+    timestamp = _integer(fields.get("TimeStamp") or "")
+    bad = [tag for tag, ok in (("InfoType", bool(info_type)), ("TimeStamp", timestamp is not None),
+                               ("SuiteId", fields.get("SuiteId") == suite_id)) if not ok]
+    needs = {SUITE_TICKET: "SuiteTicket", CREATE_AUTH: "AuthCode", RESET_PERMANENT_CODE: "AuthCode",
+             CHANGE_AUTH: "AuthCorpId", CANCEL_AUTH: "AuthCorpId"}.get(info_type)
+    values = {tag: (fields.get(tag) or "").strip() or None for tag in ("SuiteTicket", "AuthCode", "AuthCorpId", "State")}
+    if needs and not values[needs]:
+        bad.append(needs)
+    bad += [tag for tag, value in values.items() if value is not None and len(value) > _COMMAND_TEXT_MAX]
+    if bad:
+        raise CallbackRejected(400, "bad_payload", f"command has missing or invalid {', '.join(sorted(set(bad)))}")
+    return SuiteCommand(info_type, suite_id, int(timestamp or 0), values["SuiteTicket"], values["AuthCode"],
+                        values["AuthCorpId"], values["State"])
 
 
 def _parse(document: str | bytes, where: str) -> dict[str, str]:

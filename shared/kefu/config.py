@@ -178,6 +178,25 @@ class Settings:
     event_bus: str = setting("KEFU_EVENT_BUS", default="")
     # "full": message events carry the message itself (for a helpdesk); "none": only who and when.
     event_content: Literal["none", "full"] = setting("KEFU_EVENT_CONTENT", default="none", choices=("none", "full"))
+    # Service-provider mode (kefu.tenancy, kefu.provider): one deployment serves every corp that
+    # authorized the provider's suite. "single" (the default) is one corp and its own app.
+    mode: Literal["single", "provider"] = setting("KEFU_MODE", default="single", choices=("single", "provider"))
+    suite_id: str = setting("WECOM_SUITE_ID", default="", max_length=64)
+    # third_party: a 第三方应用 (corp tokens from service/get_corp_token); custom_app: 代开发 (the
+    # permanent code is the app's secret at the corp, tokens from gettoken).
+    provider_app: Literal["third_party", "custom_app"] = setting(
+        "KEFU_PROVIDER_APP", default="third_party", choices=("third_party", "custom_app"))
+    permanent_code_key: str = setting("KEFU_PERMANENT_CODE_KEY", default="")  # the KMS key of permanent codes
+    # What becomes of a corp's data when it cancels the authorization.
+    cancelled_corp_data: Literal["keep", "delete"] = setting(
+        "KEFU_CANCELLED_CORP_DATA", default="keep", choices=("keep", "delete"))
+
+    def require_provider(self) -> None:
+        """Provider mode needs the suite id and the permanent codes' KMS key."""
+        missing = [env for env, value in (("WECOM_SUITE_ID", self.suite_id),
+                                          ("KEFU_PERMANENT_CODE_KEY", self.permanent_code_key)) if not value]
+        if missing:
+            raise ConfigError(f"invalid configuration: KEFU_MODE=provider needs {', '.join(missing)}")
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

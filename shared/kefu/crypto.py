@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import os
 import struct
+from collections.abc import Callable
 from typing import Any
 
 from Crypto.Cipher import AES  # nosec B413 - this is pycryptodome (maintained), not PyCrypto
@@ -88,6 +89,13 @@ class WXBizMsgCrypt:
 
     def decrypt(self, encrypted: str) -> str:
         """Decrypt a base64 ciphertext and return the message; checks padding and receiveid."""
+        message, _ = self.decrypt_from(encrypted)
+        return message
+
+    def decrypt_from(self, encrypted: str, accept: Callable[[str], bool] | None = None) -> tuple[str, str]:
+        """Decrypt, and return the message and its receiveid. Without ``accept`` the receiveid must
+        be this instance's; with it, any receiveid ``accept`` takes (a service provider's data
+        callbacks carry the corp's id, one of many)."""
         try:
             raw = binascii.a2b_base64(encrypted, strict_mode=True)
         except ValueError as exc:  # binascii.Error, or a str that is not ASCII
@@ -103,10 +111,19 @@ class WXBizMsgCrypt:
         end = 20 + int.from_bytes(plain[16:20], "big")
         if end > len(plain):
             raise CryptoError("bad_ciphertext", "message length exceeds payload")
-        if not hmac.compare_digest(plain[end:], self._receive_id_bytes):
-            raise CryptoError("bad_receiveid", "receiveid does not match the CorpID")
+        if accept is None:
+            if not hmac.compare_digest(plain[end:], self._receive_id_bytes):
+                raise CryptoError("bad_receiveid", "receiveid does not match the CorpID")
+            receive_id = self._receive_id
+        else:
+            try:
+                receive_id = plain[end:].decode("utf-8")
+            except UnicodeDecodeError:
+                receive_id = ""
+            if not receive_id or not accept(receive_id):
+                raise CryptoError("bad_receiveid", "receiveid is not a corp this app serves")
         try:
-            return plain[20:end].decode("utf-8")
+            return plain[20:end].decode("utf-8"), receive_id
         except UnicodeDecodeError as exc:
             raise CryptoError("bad_encoding", "message is not valid UTF-8") from exc
 

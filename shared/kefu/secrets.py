@@ -16,6 +16,7 @@ from kefu.config import ConfigError
 CORP_SECRET = "corp-secret"  # nosec B105 - parameter names, not values
 CALLBACK_TOKEN = "callback-token"  # nosec B105
 ENCODING_AES_KEY = "encoding-aes-key"
+SUITE_SECRET = "suite-secret"  # nosec B105 - provider mode: the suite's secret (kefu.provider)
 NAMES = (CORP_SECRET, CALLBACK_TOKEN, ENCODING_AES_KEY)
 CALLBACK_NAMES = (CALLBACK_TOKEN, ENCODING_AES_KEY)  # all the callback function reads
 CACHE_SECONDS = 300
@@ -76,7 +77,7 @@ def _read(prefix: str, wanted: tuple[str, ...]) -> dict[str, str]:
     deployed."""
     from kefu import aws
 
-    paths = {name: path for name, path in parameter_names(prefix).items() if name in wanted}
+    paths = {name: f"{prefix}/{name}" for name in wanted}
     try:
         response = aws.client("ssm").get_parameters(Names=list(paths.values()), WithDecryption=True)
     except Exception as exc:  # botocore's ClientError, a credentials or connection error
@@ -109,3 +110,19 @@ def load_callback_secrets(prefix: str) -> CallbackSecrets:
 
 def _callback_secrets(values: dict[str, str]) -> CallbackSecrets:
     return CallbackSecrets(callback_token=values[CALLBACK_TOKEN], encoding_aes_key=values[ENCODING_AES_KEY])
+
+
+@dataclass(frozen=True)
+class SuiteSecrets:
+    """Provider mode: the suite's secret (its callback Token and EncodingAESKey are read as
+    CallbackSecrets, under the same names as a single corp's)."""
+
+    suite_secret: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.suite_secret:
+            raise ConfigError("WeCom secrets: suite-secret must not be empty")
+
+
+def load_suite_secrets(prefix: str) -> SuiteSecrets:
+    return _cached("suite", prefix, lambda: SuiteSecrets(_read(prefix, (SUITE_SECRET,))[SUITE_SECRET]))

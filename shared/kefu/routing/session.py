@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from kefu.store import keys
 from kefu.wecom.models import ServiceState
 
 
@@ -29,7 +30,7 @@ ACTIVE_FIELDS = ("active_of", "active_at", "checked_at")
 
 def active_since(open_kfid: str, at: int, session: Session) -> dict[str, Any]:
     """The fields that list an open session in its account's active index, with its last activity."""
-    return {"active_of": open_kfid, "active_at": max(at, session.active_at or 0)}
+    return {"active_of": keys.indexed(open_kfid), "active_at": max(at, session.active_at or 0)}
 
 
 @dataclass(frozen=True)

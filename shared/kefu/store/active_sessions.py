@@ -28,7 +28,7 @@ class ActiveSessions(TableStore):
         """The account's open sessions with no activity after ``since`` (epoch seconds)."""
         args: dict[str, Any] = {
             "IndexName": INDEX,
-            "KeyConditionExpression": Key("active_of").eq(open_kfid) & Key("active_at").lte(since),
+            "KeyConditionExpression": Key("active_of").eq(keys.indexed(open_kfid)) & Key("active_at").lte(since),
         }
         found: list[QuietSession] = []
         while True:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from kefu import aws
+from kefu import aws, tenancy
 from kefu.store import keys
 from kefu.store.dynamo import batch_get, put_all
 
@@ -18,7 +18,7 @@ class CustomerStore:
         """The external_userids whose profile carries ``unionid`` (the sparse ``unionid`` index)."""
         from boto3.dynamodb.conditions import Key
 
-        found = aws.table(self._name).query(IndexName="unionid", KeyConditionExpression=Key("unionid").eq(unionid))
+        found = aws.table(self._name).query(IndexName="unionid", KeyConditionExpression=Key("unionid").eq(keys.indexed(unionid)))
         return sorted(str(item["pk"]).split("#", 1)[1] for item in found.get("Items", []))
 
     def known(self, external_userids: list[str]) -> set[str]:
@@ -27,7 +27,12 @@ class CustomerStore:
 
     def get(self, external_userid: str) -> dict[str, Any] | None:
         found = batch_get(self._name, [keys.customer(external_userid)])
-        return found[0] if found else None
+        if not found:
+            return None
+        profile = dict(found[0])
+        if isinstance(profile.get("unionid"), str):
+            profile["unionid"] = tenancy.unqualify(profile["unionid"])
+        return profile
 
     def save(self, profiles: list[dict[str, Any]]) -> int:
         now = int(time.time())
@@ -37,9 +42,11 @@ class CustomerStore:
             if not euid:
                 continue
             record: dict[str, Any] = {**keys.customer(euid), "external_userid": euid, "updated_at": now}
-            for field in ("nickname", "avatar", "unionid"):
+            for field in ("nickname", "avatar"):
                 if profile.get(field):
                     record[field] = str(profile[field])
+            if profile.get("unionid"):
+                record["unionid"] = keys.indexed(str(profile["unionid"]))
             if isinstance(profile.get("gender"), int):
                 record["gender"] = profile["gender"]
             context = profile.get("enter_session_context")

@@ -23,49 +23,61 @@ StateTable items (pk / sk):
 - ``aispend#<month>`` / ``usd`` - the AI answerer's model spend of a month (``micro_usd``)
 - ``funnel#<day>`` / ``<open_kfid>#<scene>`` and ``servicer#<day>`` / ``<open_kfid>#<userid>`` - figures
 MessagesTable: ``msgid``; its ``conv`` attribute is ``<open_kfid>#<external_userid>``.
+
+Provider mode (kefu.tenancy): every key above, the ``msgid`` and the values of index keys
+(``conv``, ``entry_of``, ``active_of``, ``unionid``) are qualified with the corp in scope
+(``<corp_id>/token#...``), and records carry a ``corp`` attribute. The provider's own items are
+not corp data and are never qualified:
+- ``provider#suite`` / ``ticket`` - the latest suite_ticket WeCom pushed (and the one before it)
+- ``provider#token#<hash of suite and secret>`` / ``token`` - the shared suite_access_token
+- ``provider#corps`` / ``<corp_id>`` - an authorized corp: its permanent code (KMS-encrypted),
+  agent, state (active / cancelled) and the kf accounts it granted
+- ``provider#apikey#<SHA-256 of a corp's API key>`` / ``key`` - which corp an API key speaks for
 """
 
 from __future__ import annotations
+
+from kefu.tenancy import qualify
 
 Key = dict[str, str]
 
 
 def token(key: str) -> Key:
-    return {"pk": f"token#{key}", "sk": "token"}
+    return {"pk": qualify(f"token#{key}"), "sk": "token"}
 
 
 def cursor(open_kfid: str) -> Key:
-    return {"pk": f"cursor#{open_kfid}", "sk": "cursor"}
+    return {"pk": qualify(f"cursor#{open_kfid}"), "sk": "cursor"}
 
 
 def customer(external_userid: str) -> Key:
-    return {"pk": f"customer#{external_userid}", "sk": "profile"}
+    return {"pk": qualify(f"customer#{external_userid}"), "sk": "profile"}
 
 
 def link(open_kfid: str, scene: str) -> Key:
-    return {"pk": f"link#{open_kfid}", "sk": scene}
+    return {"pk": qualify(f"link#{open_kfid}"), "sk": scene}
 
 
 def link_quota(day: str) -> Key:
-    return {"pk": f"linkquota#{day}", "sk": "n"}
+    return {"pk": qualify(f"linkquota#{day}"), "sk": "n"}
 
 
 def media_pk(open_kfid: str) -> str:
-    return f"media#{open_kfid}"
+    return qualify(f"media#{open_kfid}")
 
 
 def session(open_kfid: str, external_userid: str) -> Key:
-    return {"pk": f"rsession#{open_kfid}#{external_userid}", "sk": "s"}
+    return {"pk": qualify(f"rsession#{open_kfid}#{external_userid}"), "sk": "s"}
 
 
 def session_customer(pk: str, open_kfid: str) -> str | None:
     """The external_userid of a session item's ``pk`` (None if it is another account's)."""
-    prefix = f"rsession#{open_kfid}#"
+    prefix = qualify(f"rsession#{open_kfid}#")
     return pk[len(prefix):] if pk.startswith(prefix) else None
 
 
 def load_pk(open_kfid: str) -> str:
-    return f"rload#{open_kfid}"
+    return qualify(f"rload#{open_kfid}")
 
 
 def load(open_kfid: str, userid: str) -> Key:
@@ -73,15 +85,15 @@ def load(open_kfid: str, userid: str) -> Key:
 
 
 def roster(open_kfid: str) -> Key:
-    return {"pk": f"roster#{open_kfid}", "sk": "roster"}
+    return {"pk": qualify(f"roster#{open_kfid}"), "sk": "roster"}
 
 
 def rotation(open_kfid: str) -> Key:
-    return {"pk": f"rrot#{open_kfid}", "sk": "rr"}
+    return {"pk": qualify(f"rrot#{open_kfid}"), "sk": "rr"}
 
 
 def pool_pk(open_kfid: str) -> str:
-    return f"rpool#{open_kfid}"
+    return qualify(f"rpool#{open_kfid}")
 
 
 def pool_entry(open_kfid: str, sort_key: str) -> Key:
@@ -93,32 +105,61 @@ def pool_sort_key(pooled_at: float, external_userid: str) -> str:
 
 
 def counted(event_id: str) -> Key:
-    return {"pk": f"counted#{event_id}", "sk": "c"}
+    return {"pk": qualify(f"counted#{event_id}"), "sk": "c"}
 
 
 def figures_pk(kind: str, day: str) -> str:
     """``funnel`` or ``servicer`` figures of one day."""
-    return f"{kind}#{day}"
+    return qualify(f"{kind}#{day}")
 
 
 def conversation(open_kfid: str, external_userid: str) -> str:
-    return f"{open_kfid}#{external_userid}"
+    return qualify(f"{open_kfid}#{external_userid}")
 
 
 def upload(digest: str) -> Key:
     """A rules asset uploaded to WeCom (kefu.assets): its media_id while it lives."""
-    return {"pk": f"upload#{digest}", "sk": "m"}
+    return {"pk": qualify(f"upload#{digest}"), "sk": "m"}
 
 
 def ai_calls(day: str, open_kfid: str, external_userid: str | None = None) -> Key:
     """The AI answerer's model calls of ``day``: the account's, or one customer's."""
-    return {"pk": f"aicalls#{day}", "sk": f"{open_kfid}#{external_userid}" if external_userid else open_kfid}
+    return {"pk": qualify(f"aicalls#{day}"), "sk": f"{open_kfid}#{external_userid}" if external_userid else open_kfid}
 
 
 def ai_spend(month: str) -> Key:
-    return {"pk": f"aispend#{month}", "sk": "usd"}
+    return {"pk": qualify(f"aispend#{month}"), "sk": "usd"}
+
+
+def indexed(value: str) -> str:
+    """A value of a state-table index key (``active_of``, ``unionid``), the corp's own."""
+    return qualify(value)
+
+
+def message(msgid: str) -> dict[str, str]:
+    """A MessagesTable key."""
+    return {"msgid": qualify(msgid)}
+
+
+PROVIDER_CORPS = "provider#corps"
+
+
+def suite_ticket() -> Key:
+    return {"pk": "provider#suite", "sk": "ticket"}
+
+
+def suite_token(key: str) -> Key:
+    return {"pk": f"provider#token#{key}", "sk": "token"}
+
+
+def tenant(corp_id: str) -> Key:
+    return {"pk": PROVIDER_CORPS, "sk": corp_id}
+
+
+def corp_api_key(digest: str) -> Key:
+    return {"pk": f"provider#apikey#{digest}", "sk": "key"}
 
 
 def kf_account(open_kfid: str) -> Key:
     """What `kefu accounts apply` last made of an account (kefu.accounts_plan.Applied)."""
-    return {"pk": f"kfaccount#{open_kfid}", "sk": "applied"}
+    return {"pk": qualify(f"kfaccount#{open_kfid}"), "sk": "applied"}

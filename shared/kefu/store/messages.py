@@ -14,6 +14,7 @@ import json
 import time
 from typing import Any
 
+from kefu import tenancy
 from kefu.store import keys
 from kefu.store.dynamo import TableStore, batch_get, conditionally, put_all
 from kefu.wecom.models import EnterSessionEvent, SyncItem
@@ -77,26 +78,57 @@ def kefu_record(open_kfid: str, external_userid: str, msgid: str, message: dict[
     return record
 
 
+def stored(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as the table keeps it: in provider mode its msgid qualified and its corp named
+    (``conv`` and ``entry_of`` come qualified from kefu.store.keys.conversation)."""
+    if not tenancy.provider_mode():
+        return record
+    return {**record, **keys.message(str(record["msgid"])), **tenancy.stamp()}
+
+
+def shown(item: dict[str, Any]) -> dict[str, Any]:
+    """A stored item as readers see it: the corp's qualification taken off again."""
+    if not tenancy.provider_mode():
+        return item
+    plain = dict(item)
+    for field in ("msgid", "conv", "entry_of"):
+        if isinstance(plain.get(field), str):
+            plain[field] = tenancy.unqualify(plain[field])
+    plain.pop("corp", None)
+    return plain
+
+
+def _stored_key(start: dict[str, Any]) -> dict[str, Any]:
+    """A page's start key as a reader holds it (``shown``) -> as the table keeps it."""
+    if not tenancy.provider_mode():
+        return start
+    key = dict(start)
+    for field in ("msgid", "conv", "entry_of"):
+        if isinstance(key.get(field), str):
+            key[field] = tenancy.qualify(key[field])
+    return key
+
+
 class MessageStore(TableStore):
     """The MessagesTable (the operator CLI builds it with its own Table: its credentials, region)."""
 
     def existing(self, msgids: list[str]) -> set[str]:
-        found = batch_get(self._name, ({"msgid": m} for m in msgids), projection="msgid")
-        return {str(item["msgid"]) for item in found}
+        found = batch_get(self._name, (keys.message(m) for m in msgids), projection="msgid")
+        return {tenancy.unqualify(str(item["msgid"])) for item in found}
 
     def put_new(self, records: list[dict[str, Any]]) -> int:
-        return put_all(self._name, records)
+        return put_all(self._name, (stored(r) for r in records))
 
     def set_media_key(self, msgid: str, key: str) -> None:
         self._table.update_item(
-            Key={"msgid": msgid}, UpdateExpression="SET media_key = :k",
+            Key=keys.message(msgid), UpdateExpression="SET media_key = :k",
             ConditionExpression="attribute_exists(msgid)", ExpressionAttributeValues={":k": key},
         )
 
     def set_media_state(self, msgid: str, state: str, reason: str) -> None:
         """A message whose media will never be saved: ``media_state`` says so, and why."""
         self._table.update_item(
-            Key={"msgid": msgid}, UpdateExpression="SET media_state = :s, media_error = :r",
+            Key=keys.message(msgid), UpdateExpression="SET media_state = :s, media_error = :r",
             ConditionExpression="attribute_exists(msgid)", ExpressionAttributeValues={":s": state, ":r": reason},
         )
 
@@ -105,22 +137,23 @@ class MessageStore(TableStore):
     def begin_send(self, record: dict[str, Any]) -> str | None:
         """Record a send before its call. None when it is new; else the ``send_state`` an earlier
         attempt left (pending: its outcome is unknown; sent; failed), and the record is kept."""
-        if conditionally(lambda: self._table.put_item(Item=record, ConditionExpression="attribute_not_exists(msgid)")):
+        item = stored(record)
+        if conditionally(lambda: self._table.put_item(Item=item, ConditionExpression="attribute_not_exists(msgid)")):
             return None
-        held = self._table.get_item(Key={"msgid": record["msgid"]}, ConsistentRead=True,
+        held = self._table.get_item(Key=keys.message(str(record["msgid"])), ConsistentRead=True,
                                     ProjectionExpression="send_state").get("Item") or {}
         return str(held.get("send_state") or PENDING)
 
     def state_of(self, msgid: str) -> str | None:
         """A Kefu send's ``send_state`` (None when no such send is recorded)."""
-        item = self._table.get_item(Key={"msgid": msgid}, ConsistentRead=True,
+        item = self._table.get_item(Key=keys.message(msgid), ConsistentRead=True,
                                     ProjectionExpression="send_state").get("Item")
         return str(item.get("send_state") or PENDING) if item is not None else None
 
     def send_record(self, msgid: str) -> dict[str, Any] | None:
         """A Kefu send as recorded (its message in ``raw``), or None."""
-        item = self._table.get_item(Key={"msgid": msgid}, ConsistentRead=True).get("Item")
-        return dict(item) if item is not None and item.get("sender") == KEFU else None
+        item = self._table.get_item(Key=keys.message(msgid), ConsistentRead=True).get("Item")
+        return shown(item) if item is not None and item.get("sender") == KEFU else None
 
     def settle_send(self, msgid: str, state: str, error: str | None = None) -> None:
         names = {"#st": "send_state"}
@@ -130,7 +163,7 @@ class MessageStore(TableStore):
             expression += ", send_error = :e"
             values[":e"] = error[:512]
         conditionally(lambda: self._table.update_item(
-            Key={"msgid": msgid}, UpdateExpression=expression, ConditionExpression="attribute_exists(msgid)",
+            Key=keys.message(msgid), UpdateExpression=expression, ConditionExpression="attribute_exists(msgid)",
             ExpressionAttributeNames=names, ExpressionAttributeValues=values))
 
     # -- marks from WeCom's events (the sync stores them as they come) ---------------------------
@@ -138,14 +171,14 @@ class MessageStore(TableStore):
     def mark_recalled(self, msgid: str, at: int, by: str) -> bool:
         """A message recalled by the customer or a servicer; False when it is not stored."""
         return conditionally(lambda: self._table.update_item(
-            Key={"msgid": msgid}, UpdateExpression="SET recalled_at = :t, recalled_by = :b",
+            Key=keys.message(msgid), UpdateExpression="SET recalled_at = :t, recalled_by = :b",
             ConditionExpression="attribute_exists(msgid)", ExpressionAttributeValues={":t": at, ":b": by}))
 
     def mark_send_failed(self, msgid: str, fail_type: int | None) -> bool:
         """WeCom reported (msg_send_fail) that a message it accepted never reached the customer."""
         values: dict[str, Any] = {":f": FAILED, ":t": fail_type if fail_type is not None else -1}
         return conditionally(lambda: self._table.update_item(
-            Key={"msgid": msgid}, UpdateExpression="SET send_state = :f, fail_type = :t",
+            Key=keys.message(msgid), UpdateExpression="SET send_state = :f, fail_type = :t",
             ConditionExpression="attribute_exists(msgid)", ExpressionAttributeValues=values))
 
     def _query(self, index: str, key: str, value: str, limit: int, newest_first: bool,
@@ -155,9 +188,10 @@ class MessageStore(TableStore):
         args: dict[str, Any] = {"IndexName": index, "KeyConditionExpression": Key(key).eq(value),
                                 "ScanIndexForward": not newest_first, "Limit": limit}
         if start:
-            args["ExclusiveStartKey"] = start
+            args["ExclusiveStartKey"] = _stored_key(start)
         response = self._table.query(**args)
-        return response.get("Items", []), response.get("LastEvaluatedKey")
+        last = response.get("LastEvaluatedKey")
+        return [shown(i) for i in response.get("Items", [])], shown(last) if last else None
 
     def conversation(self, open_kfid: str, external_userid: str, limit: int = 100, newest_first: bool = False,
                      start: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
@@ -173,10 +207,15 @@ class MessageStore(TableStore):
             condition = condition & Key("ts").gte(f"{since:010d}")
         args: dict[str, Any] = {"IndexName": "account", "KeyConditionExpression": condition,
                                 "ScanIndexForward": False, "Limit": limit}
+        if tenancy.provider_mode():  # the index is keyed by open_kfid: keep to the corp's own items
+            from boto3.dynamodb.conditions import Attr
+
+            args["FilterExpression"] = Attr("corp").eq(tenancy.require())
         if start:
-            args["ExclusiveStartKey"] = start
+            args["ExclusiveStartKey"] = _stored_key(start)
         response = self._table.query(**args)
-        return response.get("Items", []), response.get("LastEvaluatedKey")
+        last = response.get("LastEvaluatedKey")
+        return [shown(i) for i in response.get("Items", [])], shown(last) if last else None
 
     def entries(self, open_kfid: str, external_userid: str, limit: int = 20) -> list[dict[str, Any]]:
         """The customer's latest entries (enter_session items), oldest first."""

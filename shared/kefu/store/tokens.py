@@ -36,9 +36,11 @@ def _seconds(value: float) -> Decimal:
 
 
 class TokenTable(TableStore):
-    def __init__(self, table_name: str, key: str, table: Any = None) -> None:
+    def __init__(self, table_name: str, key: str, table: Any = None, item_key: dict[str, str] | None = None) -> None:
+        """``key``: the token's (kefu.wecom.tokens.token_key); ``item_key`` replaces the whole
+        item key (the provider's suite_access_token, kefu.store.keys.suite_token)."""
         super().__init__(table_name, table)
-        self._key = keys.token(key)
+        self._key = item_key if item_key is not None else keys.token(key)
 
     def read(self) -> TokenState:
         item = self._table.get_item(Key=self._key, ConsistentRead=True).get("Item") or {}

@@ -106,6 +106,13 @@ class WeComClient:
 
         return self._with_token(path, once)
 
+    def call_with(self, path: str, body: dict[str, Any] | None, params: dict[str, str], *,
+                  retry_transient: bool) -> dict[str, Any]:
+        """A call that carries its own credential in ``params`` (a provider's ``service/...``
+        calls take ``suite_access_token``); retried when transient only if ``retry_transient``."""
+        once = lambda: self._send(path, body, params)  # noqa: E731
+        return self._retrying(path, once) if retry_transient else self._reporting(once)
+
     def gettoken(self, corp_id: str, corp_secret: str) -> tuple[str, int]:
         data = self._retrying(
             "gettoken", lambda: self._send("gettoken", None, {"corpid": corp_id, "corpsecret": corp_secret})
