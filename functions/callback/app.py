@@ -10,11 +10,11 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING, Any
 
-from kefu import callback, observability
+from kefu import callback, observability, tenancy
 from kefu.config import CallbackSettings, load
 from kefu.crypto import WXBizMsgCrypt
 from kefu.errors import error_body
-from kefu.queues import enqueue_sync
+from kefu.queues import enqueue_command, enqueue_sync
 from kefu.secrets import CallbackSecrets, load_callback_secrets
 
 if TYPE_CHECKING:  # the type only: no import at cold start
@@ -22,6 +22,8 @@ if TYPE_CHECKING:  # the type only: no import at cold start
 
 SERVICE = "callback"
 PATH = "/callback"
+SUITE_PATH = "/callback/suite"  # provider mode: the suite's command callback (指令回调)
+SERVED_CACHE_SECONDS = 10  # how long this container trusts "corp X is served" (sync and route re-check)
 UNVERIFIED_METRIC = "CallbackUnverified"  # the CallbackUnverifiedAlarm watches it
 TEXT = "text/plain; charset=utf-8"
 JSON = "application/json"
@@ -29,15 +31,42 @@ settings = load(CallbackSettings)
 logger = observability.JsonLogger(SERVICE)
 metrics = observability.EmfCounter(SERVICE)
 _built: tuple[CallbackSecrets, WXBizMsgCrypt] | None = None
+PROVIDER = settings.mode == "provider"
+if PROVIDER:
+    settings.require_provider()
+_served: dict[str, tuple[float, bool]] = {}  # corp -> (monotonic expiry, served)
 
 
 def _crypto() -> WXBizMsgCrypt:
-    """The crypto for the current secrets (kefu.secrets keeps them for five minutes)."""
+    """The crypto for the current secrets (kefu.secrets keeps them for five minutes). In provider
+    mode the suite's Token and EncodingAESKey, for the suite (receiveid = suite id)."""
     global _built
     secrets = load_callback_secrets(settings.secrets_prefix)
     if _built is None or _built[0] is not secrets:
-        _built = (secrets, WXBizMsgCrypt(secrets.callback_token, secrets.encoding_aes_key, settings.corp_id))
+        receiver = settings.suite_id if PROVIDER else settings.corp_id
+        _built = (secrets, WXBizMsgCrypt(secrets.callback_token, secrets.encoding_aes_key, receiver))
     return _built[1]
+
+
+def _tenants():  # noqa: ANN202 - kefu.store.tenants.TenantStore, imported in provider mode only
+    from kefu.store.tenants import TenantStore
+
+    return TenantStore(settings.state_table)
+
+
+def _is_served(corp_id: str) -> bool:
+    """Provider mode: the corp authorized the suite and has not cancelled (kept a few seconds)."""
+    import time
+
+    if not tenancy.valid_corp_id(corp_id):
+        return False
+    now = time.monotonic()
+    held = _served.get(corp_id)
+    if held is None or now >= held[0]:
+        tenant = _tenants().get(corp_id)
+        held = (now + SERVED_CACHE_SECONDS, tenant is not None and tenant.active)
+        _served[corp_id] = held
+    return held[1]
 
 
 def _response(status: int, content_type: str, body: str) -> dict[str, Any]:
@@ -56,15 +85,27 @@ def _raw_body(event: dict[str, Any]) -> bytes:
     return body.encode("utf-8")
 
 
-def verify_url(query: dict[str, str]) -> dict[str, Any]:
-    plaintext = callback.verify_url(_crypto(), query)
+def verify_url(query: dict[str, str], suite: bool = False) -> dict[str, Any]:
+    # A provider's data URL is verified for the suite (in the console) or for a corp it serves.
+    accept = (lambda rid: rid == settings.suite_id or _is_served(rid)) if PROVIDER and not suite else None
+    plaintext = callback.verify_url(_crypto(), query, accept)
     logger.info("callback URL verified")
     metrics.add("CallbackVerified")
     return _response(200, TEXT, plaintext)
 
 
 def receive_event(query: dict[str, str], event: dict[str, Any]) -> dict[str, Any]:
-    received = callback.read_event(_crypto(), query, _raw_body(event), settings.max_body_bytes)
+    if PROVIDER:
+        received = callback.read_event(_crypto(), query, _raw_body(event), settings.max_body_bytes, accept=_is_served)
+        with tenancy.serving(received.to_user_name):
+            return _queue(received)
+    return _queue(callback.read_event(_crypto(), query, _raw_body(event), settings.max_body_bytes))
+
+
+def _queue(received: callback.CallbackEvent) -> dict[str, Any]:
+    if PROVIDER and received.event == callback.CallbackEvent.KF_ACCOUNT_AUTH_CHANGE:
+        _accounts_changed(received)
+        return _response(200, TEXT, "success")
     job = callback.sync_job(received)
     if job is None:
         logger.info("callback acknowledged, not queued", extra={"event": received.event, "open_kfid": received.open_kfid})
@@ -81,6 +122,36 @@ def receive_event(query: dict[str, str], event: dict[str, Any]) -> dict[str, Any
     return _response(200, TEXT, "success")
 
 
+def _accounts_changed(received: callback.CallbackEvent) -> None:
+    """A corp granted (or took back) kf accounts: the registry notes them, and each new one is
+    pulled at once (its first pull is a catch-up: its history is stored, not answered)."""
+    added, removed = (callback.id_list(received.extra.get(tag)) for tag in ("AuthAddOpenKfId", "AuthDelOpenKfId"))
+    _tenants().grant_accounts(received.to_user_name, added, removed)
+    for open_kfid in added:
+        enqueue_sync(settings.sync_queue_url, callback.SyncJob(open_kfid, None, received.create_time))
+    logger.info("kf accounts granted or taken back", extra={"added": added, "removed": removed})
+    metrics.add("CallbackAccountsChanged")
+
+
+def receive_command(query: dict[str, str], event: dict[str, Any]) -> dict[str, Any]:
+    """The suite's command callback: a ticket is stored here; a cancellation stops the corp being
+    served at once; the rest (and the cancellation's clean-up) goes to the sync queue, since
+    WeCom wants its answer within a second and no WeCom call is made here."""
+    command = callback.read_command(_crypto(), query, _raw_body(event), settings.max_body_bytes, settings.suite_id)
+    if command.info_type == callback.SUITE_TICKET:
+        _tenants().save_ticket(str(command.suite_ticket), command.timestamp)
+    else:
+        if command.info_type == callback.CANCEL_AUTH:
+            import time
+
+            _tenants().cancel(str(command.auth_corp_id), int(time.time()))
+            _served.pop(str(command.auth_corp_id), None)
+        enqueue_command(settings.sync_queue_url, command)
+    logger.info("suite command received", extra={"info_type": command.info_type, "corp": command.auth_corp_id})
+    metrics.add("SuiteCommand")
+    return _response(200, TEXT, "success")
+
+
 def rejected(exc: callback.CallbackRejected, path: str) -> dict[str, Any]:
     logger.warning("callback rejected", extra={"status": exc.status, "error": exc.error, "path": path})
     metrics.add("CallbackRejected")
@@ -94,11 +165,14 @@ def handler(event: dict[str, Any], context: LambdaContext) -> Any:
     try:
         http = (event.get("requestContext") or {}).get("http") or {}
         method, path = str(http.get("method", "")).upper(), event.get("rawPath") or http.get("path") or ""
-        if path != PATH or method not in ("GET", "POST"):
+        suite = PROVIDER and path == SUITE_PATH
+        if (path != PATH and not suite) or method not in ("GET", "POST"):
             return _response(404, JSON, '{"statusCode":404,"message":"Not found"}')
         query = dict(event.get("queryStringParameters") or {})
         try:
-            return verify_url(query) if method == "GET" else receive_event(query, event)
+            if method == "GET":
+                return verify_url(query, suite)
+            return receive_command(query, event) if suite else receive_event(query, event)
         except callback.CallbackRejected as exc:
             return rejected(exc, path)
     finally:

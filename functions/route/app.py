@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import process_partial_response
 
-from kefu import observability
+from kefu import observability, tenancy
 from kefu.batch import LoggedFifoProcessor
 from kefu.config import RouteSettings, load
 from kefu.routing.deployed import build_engine
@@ -27,6 +27,8 @@ processor = LoggedFifoProcessor(logger)
 rules = RulesSource(settings, Path(__file__).with_name("routing.yaml"))
 rules.load()
 _engine: RoutingEngine | None = None
+PROVIDER = settings.mode == "provider"
+_engines: dict[str, tuple[object, RoutingEngine]] = {}  # provider mode, per corp: (its WeCom client, engine)
 _deadline = [0.0]  # when the current invocation must have finished (time.monotonic()), for the AI answerer
 
 
@@ -46,14 +48,52 @@ def engine() -> RoutingEngine:
     return _engine
 
 
+def corp_engine(corp: str) -> RoutingEngine | None:
+    """Provider mode: the corp's engine, or None when the corp is not served (any more)."""
+    from kefu.provider import CorpNotServed, provider
+    from kefu.routing.corp_rules import CorpRulesSource
+
+    p = provider(settings, on_error=observability.wecom_error_counter(SERVICE))
+    try:
+        tenant = p.tenant(corp)
+    except CorpNotServed as exc:
+        logger.warning("record dropped: corp not served", extra={"corp": corp, "reason": str(exc)})
+        return None
+    client = p.client(tenant)
+    held = _engines.get(corp)
+    if held is None or held[0] is not client:
+        held = (client, build_engine(settings, CorpRulesSource(rules, settings.media_bucket, corp), _record, SERVICE,
+                                     time_left=_time_left, wecom=client))
+        _engines[corp] = held
+    return held[1]
+
+
 def record_handler(record) -> None:  # noqa: ANN001 - Powertools SQSRecord
     """One queue record: a customer's item, or a task the sweep queued (each step is safe to repeat)."""
     body = json.loads(record.body)
+    if not PROVIDER:
+        _run(engine(), body)
+        return
+    corp = str(body.get("corp") or "")
+    if not tenancy.valid_corp_id(corp):
+        logger.warning("record dropped: no corp", extra={"corp": corp})
+        return
+    with tenancy.serving(corp):
+        corp_route = corp_engine(corp)
+        if corp_route is not None:
+            logger.append_keys(corp=corp)
+            try:
+                _run(corp_route, body)
+            finally:
+                logger.remove_keys(["corp"])
+
+
+def _run(route: RoutingEngine, body: dict[str, Any]) -> None:
     if "task" in body:
-        engine().run_task(body)
+        route.run_task(body)
         return
     for entry in body["items"]:
-        engine().handle(parse_item(entry["item"]))
+        route.handle(parse_item(entry["item"]))
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import process_partial_response
 
-from kefu import observability
+from kefu import observability, tenancy
 from kefu.batch import LoggedFifoProcessor
 from kefu.config import SyncSettings, load
 from kefu.queues import enqueue_media, send_batch
@@ -30,14 +31,16 @@ policy = SyncPolicy(handoff_max_age=settings.handoff_max_age_hours * 3600,
                     catchup_grace=settings.catchup_grace_seconds,
                     retention_days=settings.message_retention_days)
 _deps: SyncDeps | None = None
-_pulled: set[str] = set()  # accounts drained during the current invocation
+_pulled: set[tuple[str | None, str]] = set()  # (corp, account) drained during the current invocation
+PROVIDER = settings.mode == "provider"
 
 
 def deps() -> SyncDeps:
     global _deps
     if _deps is None:
         _deps = SyncDeps(
-            wecom=connect(settings, on_error=observability.wecom_error_counter(SERVICE)),
+            # provider mode: each record's corp gets its own client (corp_deps)
+            wecom=None if PROVIDER else connect(settings, on_error=observability.wecom_error_counter(SERVICE)),  # type: ignore[arg-type]
             messages=MessageStore(settings.messages_table),
             cursors=CursorStore(settings.state_table),
             customers=CustomerStore(settings.state_table),
@@ -50,13 +53,42 @@ def deps() -> SyncDeps:
     return _deps
 
 
+def _provider():  # noqa: ANN202 - kefu.provider.Provider, imported in provider mode only
+    from kefu.provider import provider
+
+    return provider(settings, on_error=observability.wecom_error_counter(SERVICE))
+
+
 def record_handler(record) -> None:  # noqa: ANN001 - Powertools SQSRecord
     job = json.loads(record.body)
+    if not PROVIDER:
+        _pull(deps(), None, job)
+        return
+    from kefu.provider import COMMAND, CorpNotServed
+
+    if COMMAND in job:
+        _provider().run_command(job[COMMAND], lambda message, **fields: logger.info(message, extra=fields))
+        return
+    corp = str(job.get("corp") or "")
+    try:
+        tenant = _provider().tenant(corp)
+    except CorpNotServed as exc:
+        logger.warning("record dropped: corp not served", extra={"corp": corp, "reason": str(exc)})
+        return
+    with tenancy.serving(corp):
+        logger.append_keys(corp=corp)
+        try:
+            _pull(dataclasses.replace(deps(), wecom=_provider().client(tenant)), corp, job)
+        finally:
+            logger.remove_keys(["corp"])
+
+
+def _pull(deps: SyncDeps, corp: str | None, job: dict[str, Any]) -> None:
     open_kfid = str(job["open_kfid"])
-    if open_kfid in _pulled:
+    if (corp, open_kfid) in _pulled:
         return  # an earlier record of this batch already drained the account past this callback
-    result = pull_account(deps(), open_kfid, job.get("token"), job.get("create_time"), policy)
-    _pulled.add(open_kfid)
+    result = pull_account(deps, open_kfid, job.get("token"), job.get("create_time"), policy)
+    _pulled.add((corp, open_kfid))
     _report(result)
 
 

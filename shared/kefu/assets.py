@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kefu import aws
+from kefu import aws, tenancy
 from kefu.routing.outbound import Asset, AssetError, check_asset, content_type
 from kefu.store import keys
 from kefu.store.dynamo import TableStore
@@ -80,6 +80,7 @@ class Assets(TableStore):
         return self._files[path]
 
     def _etag(self, key: str, now: float) -> str:
+        key = tenancy.qualify(key)  # a corp's assets are under its own prefix (provider mode)
         held = self._etags.get(key)
         if held and now - held[1] < S3_RECHECK:
             return held[0]
@@ -96,7 +97,7 @@ class Assets(TableStore):
         if asset.path is not None:
             return self._file(asset.path)[1]
         try:
-            body = aws.client("s3").get_object(Bucket=self._bucket, Key=str(asset.s3))["Body"]
+            body = aws.client("s3").get_object(Bucket=self._bucket, Key=tenancy.qualify(str(asset.s3)))["Body"]
             return bytes(body.read())
         except Exception as exc:
             raise AssetError(f"s3 {asset.s3}: {type(exc).__name__}") from None

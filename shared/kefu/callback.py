@@ -135,6 +135,12 @@ class SyncJob:
         return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+def id_list(text: str | None) -> list[str]:
+    """The ids of an XML field that may hold several (kf_account_auth_change: comma separated, or
+    one per element, which the flat parse joins)."""
+    return [part.strip() for part in (text or "").replace("\n", ",").split(",") if part.strip()]
+
+
 def sync_job(event: CallbackEvent) -> SyncJob | None:
     """The sync job a callback asks for; None for events that ask for no pull."""
     if not event.is_kf_msg_or_event or not event.open_kfid:

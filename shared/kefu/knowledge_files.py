@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kefu import aws
+from kefu import aws, tenancy
 from kefu.knowledge import Knowledge, parse_knowledge, read_file
 from kefu.routing.rules import KnowledgeFile
 
@@ -44,6 +44,7 @@ class KnowledgeFiles:
         return held.knowledge
 
     def _from_s3(self, key: str) -> Knowledge:
+        key = tenancy.qualify(key)  # a corp's knowledge is under its own prefix (provider mode)
         held = self._held.get(f"s3:{key}")
         now = self._clock()
         if held is not None and now - held.checked < S3_CHECK_SECONDS:

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 
 from kefu import aws, tenancy
-from kefu.callback import SyncJob
+from kefu.callback import SuiteCommand, SyncJob
 
 # The route queue's group for an account's work that names no customer (events without one,
 # the sweep's pool drains); every other group is one customer's.
@@ -44,6 +44,18 @@ def enqueue_sync(queue_url: str, job: SyncJob) -> str:
         MessageDeduplicationId=message.deduplication_id,
     )
     return str(response["MessageId"])
+
+
+COMMAND_GROUP = "provider#commands"  # the suite's commands, one at a time and in order
+
+
+def enqueue_command(queue_url: str, command: SuiteCommand) -> None:
+    """A suite command for the sync function (kefu.provider.Provider.run_command)."""
+    from kefu.provider import command_body
+
+    body = json.dumps(command_body(command), separators=(",", ":"))
+    aws.client("sqs").send_message(QueueUrl=queue_url, MessageBody=body, MessageGroupId=COMMAND_GROUP,
+                                   MessageDeduplicationId=hashlib.sha256(body.encode()).hexdigest())
 
 
 def send_batch(queue_url: str, messages: list[QueueMessage]) -> None:

@@ -23,14 +23,21 @@ from kefu.store.stats import StatsStore
 from kefu.wecom.connect import connect
 
 if TYPE_CHECKING:
+    from kefu.routing.corp_rules import CorpRulesSource
+    from kefu.wecom.client import WeComClient
+
+if TYPE_CHECKING:
     from kefu.answerer import Answerer
 
 
-def build_engine(settings: RouteSettings, rules: RulesSource, record: Callable[[Decision], None],
-                 service: str, time_left: Callable[[], float] | None = None) -> RoutingEngine:
+def build_engine(settings: RouteSettings, rules: RulesSource | CorpRulesSource, record: Callable[[Decision], None],
+                 service: str, time_left: Callable[[], float] | None = None,
+                 wecom: WeComClient | None = None) -> RoutingEngine:
     """``time_left``: the seconds the current invocation has left - given by the route function,
-    whose bot may ask the AI answerer (kefu.answerer); the other callers run no bot."""
-    wecom = connect(settings, on_error=observability.wecom_error_counter(service))
+    whose bot may ask the AI answerer (kefu.answerer); the other callers run no bot. ``wecom``: a
+    corp's client in provider mode (kefu.provider); by default the single corp's."""
+    if wecom is None:
+        wecom = connect(settings, on_error=observability.wecom_error_counter(service))
     return RoutingEngine(
         wecom=wecom,
         state=RoutingState.in_table(settings.state_table),
@@ -46,7 +53,7 @@ def build_engine(settings: RouteSettings, rules: RulesSource, record: Callable[[
     )
 
 
-def _answerer(settings: RouteSettings, rules: RulesSource, time_left: Callable[[], float]) -> Answerer:
+def _answerer(settings: RouteSettings, rules: RulesSource | CorpRulesSource, time_left: Callable[[], float]) -> Answerer:
     from kefu.answerer import Answerer, Prices
     from kefu.bedrock import BedrockModel
     from kefu.knowledge_files import KnowledgeFiles

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from kefu import aws
+from kefu import aws, tenancy
 from kefu.store import keys
 from kefu.store.dynamo import TableStore, put_all
 
@@ -28,7 +28,7 @@ class PendingMedia:
 
 
 def object_key(open_kfid: str, external_userid: str, msgid: str) -> str:
-    return f"media/{open_kfid}/{external_userid or '_'}/{msgid}"
+    return tenancy.qualify(f"media/{open_kfid}/{external_userid or '_'}/{msgid}")
 
 
 class MediaStore(TableStore):
