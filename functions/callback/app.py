@@ -8,6 +8,7 @@ metrics are the lines Powertools would write (kefu.observability.JsonLogger and 
 from __future__ import annotations
 
 import base64
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from kefu import callback, observability, tenancy
@@ -95,41 +96,37 @@ def verify_url(query: dict[str, str], suite: bool = False) -> dict[str, Any]:
 
 
 def receive_event(query: dict[str, str], event: dict[str, Any]) -> dict[str, Any]:
-    if PROVIDER:
-        received = callback.read_event(_crypto(), query, _raw_body(event), settings.max_body_bytes, accept=_is_served)
-        with tenancy.serving(received.to_user_name):
-            return _queue(received)
-    return _queue(callback.read_event(_crypto(), query, _raw_body(event), settings.max_body_bytes))
-
-
-def _queue(received: callback.CallbackEvent) -> dict[str, Any]:
-    if PROVIDER and received.event == callback.CallbackEvent.KF_ACCOUNT_AUTH_CHANGE:
-        _accounts_changed(received)
-        return _response(200, TEXT, "success")
-    job = callback.sync_job(received)
-    if job is None:
-        logger.info("callback acknowledged, not queued", extra={"event": received.event, "open_kfid": received.open_kfid})
-        metrics.add("CallbackIgnored")
-    else:
-        message_id = enqueue_sync(settings.sync_queue_url, job)
-        # DEBUG: one line per callback tells an operator nothing the CallbackQueued metric and
-        # the sync's "account synced" line do not; at INFO it was a fifth of the log volume.
-        logger.debug(
-            "callback queued for sync",
-            extra={"open_kfid": job.open_kfid, "create_time": job.create_time, "sqs_message_id": message_id},
-        )
-        metrics.add("CallbackQueued")
+    received = callback.read_event(_crypto(), query, _raw_body(event), settings.max_body_bytes,
+                                   accept=_is_served if PROVIDER else None)
+    with tenancy.serving(received.to_user_name) if PROVIDER else contextlib.nullcontext():
+        if PROVIDER and received.event == callback.CallbackEvent.KF_ACCOUNT_AUTH_CHANGE:
+            _accounts_changed(received)
+            return _response(200, TEXT, "success")
+        job = callback.sync_job(received)
+        if job is None:
+            logger.info("callback acknowledged, not queued",
+                        extra={"event": received.event, "open_kfid": received.open_kfid})
+            metrics.add("CallbackIgnored")
+        else:
+            message_id = enqueue_sync(settings.sync_queue_url, job)
+            # DEBUG: one line per callback tells an operator nothing the CallbackQueued metric and
+            # the sync's "account synced" line do not; at INFO it was a fifth of the log volume.
+            logger.debug(
+                "callback queued for sync",
+                extra={"open_kfid": job.open_kfid, "create_time": job.create_time, "sqs_message_id": message_id},
+            )
+            metrics.add("CallbackQueued")
     return _response(200, TEXT, "success")
 
 
 def _accounts_changed(received: callback.CallbackEvent) -> None:
-    """A corp granted (or took back) kf accounts: the registry notes them, and each new one is
-    pulled at once (its first pull is a catch-up: its history is stored, not answered)."""
-    added, removed = (callback.id_list(received.extra.get(tag)) for tag in ("AuthAddOpenKfId", "AuthDelOpenKfId"))
-    _tenants().grant_accounts(received.to_user_name, added, removed)
-    for open_kfid in added:
-        enqueue_sync(settings.sync_queue_url, callback.SyncJob(open_kfid, None, received.create_time))
-    logger.info("kf accounts granted or taken back", extra={"added": added, "removed": removed})
+    """A corp granted (or took back) kf accounts: the sync function lists the corp's accounts
+    and pulls each (a new one's first pull is a catch-up: its history is stored, not answered).
+    WeCom may name several accounts in repeated elements, so the event is a signal only."""
+    corp = received.to_user_name
+    enqueue_command(settings.sync_queue_url, callback.SuiteCommand(
+        callback.KF_ACCOUNT_AUTH_CHANGE, settings.suite_id, received.create_time, auth_corp_id=corp))
+    logger.info("kf accounts granted or taken back", extra={"corp": corp})
     metrics.add("CallbackAccountsChanged")
 
 

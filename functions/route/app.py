@@ -81,11 +81,7 @@ def record_handler(record) -> None:  # noqa: ANN001 - Powertools SQSRecord
     with tenancy.serving(corp):
         corp_route = corp_engine(corp)
         if corp_route is not None:
-            logger.append_keys(corp=corp)
-            try:
-                _run(corp_route, body)
-            finally:
-                logger.remove_keys(["corp"])
+            _run(corp_route, body)
 
 
 def _run(route: RoutingEngine, body: dict[str, Any]) -> None:

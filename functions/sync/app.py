@@ -64,10 +64,15 @@ def record_handler(record) -> None:  # noqa: ANN001 - Powertools SQSRecord
     if not PROVIDER:
         _pull(deps(), None, job)
         return
+    from kefu.callback import KF_ACCOUNT_AUTH_CHANGE
     from kefu.provider import COMMAND, CorpNotServed
 
     if COMMAND in job:
-        _provider().run_command(job[COMMAND], lambda message, **fields: logger.info(message, extra=fields))
+        command = job[COMMAND]
+        if command.get("info_type") == KF_ACCOUNT_AUTH_CHANGE:
+            _pull_granted(str(command.get("auth_corp_id") or ""), int(command.get("timestamp") or 0))
+        else:
+            _provider().run_command(command, lambda message, **fields: logger.info(message, extra=fields))
         return
     corp = str(job.get("corp") or "")
     try:
@@ -76,11 +81,27 @@ def record_handler(record) -> None:  # noqa: ANN001 - Powertools SQSRecord
         logger.warning("record dropped: corp not served", extra={"corp": corp, "reason": str(exc)})
         return
     with tenancy.serving(corp):
-        logger.append_keys(corp=corp)
-        try:
-            _pull(dataclasses.replace(deps(), wecom=_provider().client(tenant)), corp, job)
-        finally:
-            logger.remove_keys(["corp"])
+        _pull(dataclasses.replace(deps(), wecom=_provider().client(tenant)), corp, job)
+
+
+def _pull_granted(corp: str, at: int) -> None:
+    """The corp's kf accounts changed: note the ones the app manages now, and pull each."""
+    from kefu.provider import CorpNotServed
+    from kefu.wecom import kf
+
+    try:
+        tenant = _provider().tenant(corp)
+    except CorpNotServed as exc:
+        logger.warning("accounts change dropped: corp not served", extra={"corp": corp, "reason": str(exc)})
+        return
+    client = _provider().client(tenant)
+    with tenancy.serving(corp):
+        managed = sorted(str(a["open_kfid"]) for a in kf.account_list(client) if a.get("manage_privilege", True))
+        _provider().tenants.grant_accounts(corp, managed, sorted(tenant.accounts - set(managed)))
+        logger.info("kf accounts of the corp", extra={"corp": corp, "accounts": managed})
+        corp_deps = dataclasses.replace(deps(), wecom=client)
+        for open_kfid in managed:
+            _pull(corp_deps, corp, {"open_kfid": open_kfid, "token": None, "create_time": at})
 
 
 def _pull(deps: SyncDeps, corp: str | None, job: dict[str, Any]) -> None:

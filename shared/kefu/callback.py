@@ -135,12 +135,6 @@ class SyncJob:
         return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def id_list(text: str | None) -> list[str]:
-    """The ids of an XML field that may hold several (kf_account_auth_change: comma separated, or
-    one per element, which the flat parse joins)."""
-    return [part.strip() for part in (text or "").replace("\n", ",").split(",") if part.strip()]
-
-
 def sync_job(event: CallbackEvent) -> SyncJob | None:
     """The sync job a callback asks for; None for events that ask for no pull."""
     if not event.is_kf_msg_or_event or not event.open_kfid:
@@ -219,6 +213,8 @@ def _payload(crypto: WXBizMsgCrypt, query: Mapping[str, str], body: bytes, max_b
 # The suite's command callbacks (指令回调) a service provider's app receives, by InfoType.
 SUITE_TICKET, CREATE_AUTH, CHANGE_AUTH, CANCEL_AUTH = "suite_ticket", "create_auth", "change_auth", "cancel_auth"
 RESET_PERMANENT_CODE = "reset_permanent_code"  # 代开发: the app's secret at a corp was reset
+# Not a command WeCom sends: the data callback's kf_account_auth_change, queued as one.
+KF_ACCOUNT_AUTH_CHANGE = "kf_account_auth_change"
 _COMMAND_TEXT_MAX = 512
 
 

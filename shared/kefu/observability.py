@@ -24,6 +24,8 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
+from kefu import tenancy
+
 NAMESPACE = "Kefu"
 
 
@@ -42,6 +44,9 @@ def logger(service: str) -> Any:
         def serialize(self, log: Any) -> str:
             for key in CONTEXT_LEFT_OUT:
                 log.pop(key, None)
+            corp = tenancy.current()  # provider mode: every line of a corp's work names it
+            if corp is not None:
+                log.setdefault("corp", corp)
             return super().serialize(log)
 
     return Logger(service=service, log_uncaught_exceptions=True, logger_formatter=Formatter())
@@ -178,6 +183,9 @@ class JsonLogger:
                                   "message": message, "timestamp": stamp, "service": self.service, **self._context}
         if extra:
             record.update(extra)
+        corp = tenancy.current()  # provider mode: every line of a corp's work names it
+        if corp is not None:
+            record.setdefault("corp", corp)
         trace = os.environ.get("_X_AMZN_TRACE_ID")
         if trace:
             record["xray_trace_id"] = trace.split(";")[0].replace("Root=", "")
