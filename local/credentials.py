@@ -22,12 +22,14 @@ class Credentials:
         return {CORP_SECRET: self.corp_secret, CALLBACK_TOKEN: self.token, ENCODING_AES_KEY: self.encoding_aes_key}
 
 
-def resolve_credentials(env: Mapping[str, str], *, builtin_simulator: bool) -> Credentials:
+def resolve_credentials(env: Mapping[str, str], *, builtin_simulator: bool, provider: bool = False) -> Credentials:
+    """In provider mode the token and key are the suite's (its callbacks are signed with them)."""
     if builtin_simulator:
         from local import wecom_sim
 
-        defaults = dict(zip(VARIABLES, (wecom_sim.DEMO_CORP_ID, wecom_sim.DEMO_CORP_SECRET,
-                                        wecom_sim.DEMO_TOKEN, wecom_sim.DEMO_AES_KEY), strict=True))
+        token, key = ((wecom_sim.DEMO_SUITE_TOKEN, wecom_sim.DEMO_SUITE_AES_KEY) if provider
+                      else (wecom_sim.DEMO_TOKEN, wecom_sim.DEMO_AES_KEY))
+        defaults = dict(zip(VARIABLES, (wecom_sim.DEMO_CORP_ID, wecom_sim.DEMO_CORP_SECRET, token, key), strict=True))
     else:
         defaults = {}
     values = {name: env.get(name) or defaults.get(name, "") for name in VARIABLES}

@@ -94,6 +94,22 @@ def create_buckets(template: Template, stack_name: str, session: Any) -> dict[st
     return names
 
 
+def create_keys(template: Template, stack_name: str, session: Any) -> dict[str, str]:
+    """The template's KMS keys whose condition holds (provider mode's PermanentCodeKey)."""
+    kms = session.client("kms")
+    arns = {}
+    for logical_id, resource in template.resources("AWS::KMS::Key").items():
+        condition = resource.get("Condition")
+        if condition and not template.condition(condition):
+            continue
+        props = template.resolve(resource.get("Properties") or {})
+        key = kms.create_key(Description=str(props.get("Description") or f"{stack_name}-{logical_id}"))["KeyMetadata"]
+        template.physical[logical_id] = key["KeyId"]
+        template.attributes[(logical_id, "Arn")] = key["Arn"]
+        arns[logical_id] = key["Arn"]
+    return arns
+
+
 def put_secrets(session: Any, names: dict[str, str], values: dict[str, str]) -> None:
     """Write the WeCom secrets as SecureStrings, exactly where deployed code reads them."""
     ssm = session.client("ssm")
@@ -106,4 +122,5 @@ def provision(template: Template, stack_name: str, session: Any) -> dict[str, di
         "tables": create_tables(template, stack_name, session),
         "queues": create_queues(template, stack_name, session),
         "buckets": create_buckets(template, stack_name, session),
+        "keys": create_keys(template, stack_name, session),
     }

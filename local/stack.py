@@ -74,7 +74,8 @@ class LocalStack:
             os.environ.setdefault(key, "testing")
         self.port = int(self.env.get("PORT") or 3000)
         self._start_emulator()
-        creds = resolve_credentials(self.env, builtin_simulator=not self.env.get("WECOM_API_BASE"))
+        creds = resolve_credentials(self.env, builtin_simulator=not self.env.get("WECOM_API_BASE"),
+                                    provider=self.provider_mode)
         self._start_simulator(creds)
         self._start_bedrock()
         self._provision(creds, region)
@@ -91,9 +92,23 @@ class LocalStack:
             log(f"kefu local stack: AWS emulator (moto server) at {self.aws_endpoint}")
         os.environ["AWS_ENDPOINT_URL"] = self.aws_endpoint
 
+    @property
+    def provider_mode(self) -> bool:
+        return json.loads(self.env.get("KEFU_TEMPLATE_PARAMS") or "{}").get("Mode") == "provider"
+
     def _start_simulator(self, creds: Any) -> None:
         self.wecom_base = self.env.get("WECOM_API_BASE", "")
-        if not self.wecom_base:
+        if not self.wecom_base and self.provider_mode:
+            from local.wecom_sim import ProviderSimulator
+
+            # The provider's side of WeCom: the suite's token and key are the stack's callback
+            # credentials (resolve_credentials gives the suite's demo values in provider mode).
+            self.simulator = ProviderSimulator(suite_id=self._suite_id(), token=creds.token,
+                                               encoding_aes_key=creds.encoding_aes_key)
+            self.wecom_base = self.simulator.start()
+            self._closers.append(self.simulator.stop)
+            log(f"kefu local stack: WeCom provider simulator (suite {self._suite_id()}) at {self.wecom_base}")
+        elif not self.wecom_base:
             from local.wecom_sim import WeComSimulator
 
             self.simulator = WeComSimulator(
@@ -103,6 +118,12 @@ class LocalStack:
             self.wecom_base = self.simulator.start()
             self._closers.append(self.simulator.stop)
             log(f"kefu local stack: WeCom simulator at {self.wecom_base}")
+
+    def _suite_id(self) -> str:
+        from local.wecom_sim import DEMO_SUITE_ID
+
+        params = json.loads(self.env.get("KEFU_TEMPLATE_PARAMS") or "{}")
+        return str(params.get("SuiteId") or self.env.get("WECOM_SUITE_ID") or DEMO_SUITE_ID)
 
     def _start_bedrock(self) -> None:
         self.bedrock_endpoint = self.env.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "")
@@ -130,6 +151,8 @@ class LocalStack:
             # (the rules' bot.ai); KEFU_TEMPLATE_PARAMS {"BedrockModelId": ""} turns the model off.
             params["BedrockModelId"] = LOCAL_MODEL
             log(f"kefu local stack: the AI answerer asks {LOCAL_MODEL} (the stand-in)")
+        if self.provider_mode:
+            params["SuiteId"] = self._suite_id()
         self.template = Template.load(
             ROOT / "template.yaml",
             overrides={**params, "WeComCorpId": creds.corp_id, "WeComApiBase": self.wecom_base},
@@ -139,6 +162,14 @@ class LocalStack:
         created = provision(self.template, stack_name, session)
         prefix = self.template.parameters["SecretsPrefix"]
         put_secrets(session, parameter_names(prefix), creds.secret_values())
+        if self.provider_mode:
+            from kefu.secrets import SUITE_SECRET
+            from local.wecom_sim import DEMO_SUITE_SECRET
+
+            secret = self.env.get("WECOM_SUITE_SECRET") or (DEMO_SUITE_SECRET if self.simulator is not None else "")
+            if not secret:
+                raise RuntimeError("set WECOM_SUITE_SECRET (provider mode with an external WeCom)")
+            put_secrets(session, {SUITE_SECRET: f"{prefix}/{SUITE_SECRET}"}, {SUITE_SECRET: secret})
         log(f"kefu local stack: created {', '.join(f'{k} {len(v)}' for k, v in created.items())} "
             f"from template.yaml; secrets in SSM under {prefix}")
         log("kefu local stack resources: " + json.dumps({**self.template.physical, "SecretsPrefix": prefix}))
@@ -180,7 +211,10 @@ class LocalStack:
         self._start_schedules()
         for route in self.routes:
             log(f"kefu local stack: {route.method} {route.path} -> {route.function}")
-        if self.simulator is not None:
+        if self.simulator is not None and self.provider_mode:
+            self.simulator.set_callback_urls(f"{self.url}/callback/suite", f"{self.url}/callback")
+            self.simulator.push_suite_ticket()  # WeCom pushes one every 10 minutes; the first at once here
+        elif self.simulator is not None:
             self.simulator.set_callback_url(f"{self.url}/callback")
 
     def _start_schedules(self) -> None:

@@ -35,7 +35,7 @@ _built: tuple[CallbackSecrets, WXBizMsgCrypt] | None = None
 PROVIDER = settings.mode == "provider"
 if PROVIDER:
     settings.require_provider()
-_served: dict[str, tuple[float, bool]] = {}  # corp -> (monotonic expiry, served)
+_served: dict[str, tuple[float, bool]] = {}  # corp -> (monotonic expiry, True): corps seen served lately
 
 
 def _crypto() -> WXBizMsgCrypt:
@@ -63,11 +63,14 @@ def _is_served(corp_id: str) -> bool:
         return False
     now = time.monotonic()
     held = _served.get(corp_id)
-    if held is None or now >= held[0]:
-        tenant = _tenants().get(corp_id)
-        held = (now + SERVED_CACHE_SECONDS, tenant is not None and tenant.active)
-        _served[corp_id] = held
-    return held[1]
+    if held is not None and now < held[0]:
+        return True
+    tenant = _tenants().get(corp_id)
+    if tenant is None or not tenant.active:  # not kept: a corp that authorizes is served at once
+        _served.pop(corp_id, None)
+        return False
+    _served[corp_id] = (now + SERVED_CACHE_SECONDS, True)
+    return True
 
 
 def _response(status: int, content_type: str, body: str) -> dict[str, Any]:

@@ -104,7 +104,7 @@ class TenantStore(TableStore):
     def save_ticket(self, ticket: str, timestamp: int) -> bool:
         """Keep the newest ticket WeCom pushed (and the one before it); False for an older push."""
         return conditionally(lambda: self._table.update_item(
-            Key=keys.suite_ticket(), UpdateExpression="SET previous = ticket, ticket = :t, pushed_at = :at",
+            Key=keys.suite_ticket(), UpdateExpression="SET previous = if_not_exists(ticket, :t), ticket = :t, pushed_at = :at",
             ConditionExpression="attribute_not_exists(pushed_at) OR pushed_at < :at",
             ExpressionAttributeValues={":t": ticket, ":at": timestamp}))
 
