@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, CORSConfig, Response
 
-from kefu import observability
+from kefu import observability, tenancy
 from kefu.accounts import AccountDirectory
 from kefu.config import LinksSettings, load
 from kefu.errors import error_response
@@ -74,6 +74,28 @@ def _count_failed(exc: Exception) -> None:
 service = LinkService(LinkStore(settings.state_table), _add_contact_way, AccountDirectory(_account_list),
                       on_count_failed=_count_failed, timezone=settings.stats_timezone,
                       daily_new_limit=settings.link_daily_new_limit, memory=LinkMemory(), defer_counts=True)
+PROVIDER = settings.mode == "provider"
+_corp_links: dict[str, Any] = {}  # provider mode: corp -> kefu.corp_links.CorpLinks
+
+
+def _for_corp(query: dict[str, str] | None) -> tuple[str, LinkService, LinkConfig]:
+    """Provider mode: the corp a request names (``corp``), if it is served, with its own service
+    (its WeCom client, account directory, memory) and its link settings."""
+    from kefu.corp_links import CorpLinks
+    from kefu.provider import CorpNotServed, provider
+
+    corp = (query or {}).get("corp", "")
+    if not tenancy.valid_corp_id(corp):
+        raise LinkError(400, "invalid_corp", "corp is required: the corp id (wwxxxx) of the enterprise")
+    p = provider(settings, on_error=observability.wecom_error_counter(SERVICE))
+    try:
+        tenant = p.tenant(corp)
+    except CorpNotServed:
+        raise LinkError(404, "unknown_corp", "no enterprise with this corp id is served here") from None
+    held = _corp_links.get(corp)
+    if held is None:
+        held = _corp_links[corp] = CorpLinks(corp, settings, config)
+    return corp, held.service(p.client(tenant), _count_failed), held.config()
 
 
 class AfterAnswer:
@@ -188,7 +210,14 @@ after_answer = AfterAnswer.start(_count_after_answer)
 
 @app.get("/links", cache_control=CACHE_CONTROL)
 def get_link() -> Response:
-    request = parse_request(app.current_event.query_string_parameters, config)
+    if PROVIDER:
+        corp, corp_service, corp_config = _for_corp(app.current_event.query_string_parameters)
+        with tenancy.serving(corp):
+            return _answer(corp_service, parse_request(app.current_event.query_string_parameters, corp_config), corp)
+    return _answer(service, parse_request(app.current_event.query_string_parameters, config), settings.corp_id)
+
+
+def _answer(service: LinkService, request: Any, corp_id: str) -> Response:
     link = service.issue(request)
     logger.info("link issued", extra={"open_kfid": link.open_kfid, "scene": link.scene, "format": request.format,
                                       "link_created": link.created})
@@ -197,7 +226,7 @@ def get_link() -> Response:
         observability.count(SERVICE, "LinksCreated")
     headers = {"Vary": "Origin"}  # the CORS headers depend on it; keeps shared caches honest
     if request.format == "json":
-        body: str | bytes = json.dumps(link.body(settings.corp_id), ensure_ascii=False)
+        body: str | bytes = json.dumps(link.body(corp_id), ensure_ascii=False)
     else:
         image = render_qr(link.url, request.format, request.size)
         body = image.decode("utf-8") if request.format == "svg" else image  # bytes go out base64-encoded

@@ -372,3 +372,5 @@ class LinksSettings(Settings):
     link_qr_size: int = setting("KEFU_LINK_QR_SIZE", default=256, ge=64, le=1024)
     link_cache_seconds: int = setting("KEFU_LINK_CACHE_SECONDS", default=3600, ge=0, le=31536000)
     link_daily_new_limit: int = setting("KEFU_LINK_DAILY_NEW_LIMIT", default=100, ge=0)  # 0: no cap
+    # Provider mode: each corp's link settings (kefu.corp_links) are read from this bucket.
+    media_bucket: str = setting("KEFU_MEDIA_BUCKET", default="")

@@ -38,8 +38,8 @@ class Tenant:
 
     @classmethod
     def from_item(cls, item: dict[str, Any]) -> Tenant:
-        code = item.get("code")
-        raw = bytes(code.value if hasattr(code, "value") else code or b"")
+        code: Any = item.get("code") or b""
+        raw = bytes(getattr(code, "value", code))
         agent = item.get("agent_id")
         cancelled = item.get("cancelled_at")
         return cls(str(item["sk"]), str(item.get("state") or CANCELLED), str(item.get("corp_name") or ""),
@@ -79,9 +79,12 @@ class TenantStore(TableStore):
     def grant_accounts(self, corp_id: str, added: list[str], removed: list[str]) -> None:
         for expression, ids in (("ADD accounts :ids", added), ("DELETE accounts :ids", removed)):
             if ids:
-                conditionally(lambda e=expression, i=ids: self._table.update_item(
-                    Key=keys.tenant(corp_id), UpdateExpression=e, ConditionExpression="attribute_exists(sk)",
-                    ExpressionAttributeValues={":ids": set(i)}))
+                self._change_accounts(corp_id, expression, ids)
+
+    def _change_accounts(self, corp_id: str, expression: str, ids: list[str]) -> None:
+        conditionally(lambda: self._table.update_item(
+            Key=keys.tenant(corp_id), UpdateExpression=expression, ConditionExpression="attribute_exists(sk)",
+            ExpressionAttributeValues={":ids": set(ids)}))
 
     def all(self) -> list[Tenant]:
         """Every corp the registry knows, active or cancelled."""
