@@ -176,6 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the accounts file (default config/accounts.yaml, else the project's)")
     accounts.add_argument("--delete", action="store_true", help="delete the managed accounts the file does not name")
     accounts.add_argument("--force", action="store_true", help="with --delete: also those with open sessions")
+    corps = commands.add_parser("corps", parents=[common], help="provider mode: the corps served, their API keys "
+                                "and rules", description="list: the corps that authorized the suite. key CORP: a "
+                                "new API key for the corp's systems (X-Kefu-Corp-Key). revoke CORP: its keys stop "
+                                "working. rules CORP FILE: check FILE and store it as the corp's routing rules.")
+    corps.add_argument("action", choices=["list", "key", "revoke", "rules"])
+    corps.add_argument("corp", nargs="?", metavar="CORP", help="the corp id (key, revoke, rules)")
+    corps.add_argument("file", nargs="?", type=Path, metavar="FILE", help="the rules file (rules)")
     return parser
 
 
@@ -205,6 +212,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("send: give the message as TEXT, --json-message JSON or --file MESSAGE.json (exactly one)")
     if args.command == "accounts" and args.force and not args.delete:
         parser.error("accounts: --force only matters with --delete (it deletes accounts with open sessions too)")
+    if args.command == "corps" and args.action != "list" and not args.corp:
+        parser.error(f"corps {args.action} needs the corp id")
+    if args.command == "corps" and args.action == "rules" and args.file is None:
+        parser.error("corps rules needs the rules file")
     if args.command == "transfer" and args.servicer is not None:
         args.to = "servicer"
     return args
@@ -341,6 +352,24 @@ def run(args: argparse.Namespace, target: Target) -> int:
         result = accounts.apply_json(plan, applied, links, args.file)
         _print_json(result) if args.json else print(accounts.render_apply(plan, applied, links, args.file, target))
         return 0 if result["ok"] else 1
+
+    if args.command == "corps":
+        from kefu_cli import corps
+
+        if args.action == "list":
+            rows = corps.listed(target)
+            _print_json(rows) if args.json else print(corps.render(rows))
+        elif args.action == "key":
+            api_key = corps.issue_key(target, args.corp)
+            _print_json({"corp": args.corp, "api_key": api_key}) if args.json else print(
+                f"API key for {args.corp} (shown once; send it as X-Kefu-Corp-Key):\n{api_key}")
+        elif args.action == "revoke":
+            count = corps.revoke(target, args.corp)
+            _print_json({"corp": args.corp, "revoked": count}) if args.json else print(f"{count} key(s) revoked")
+        else:
+            where = corps.store_rules(target, args.corp, args.file)
+            _print_json({"corp": args.corp, "stored": where}) if args.json else print(f"rules stored at {where}")
+        return 0
 
     raise CliError(f"unknown command {args.command}", exit_code=2)  # pragma: no cover - argparse refuses first
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 
-from kefu import aws, observability
+from kefu import aws, observability, tenancy
 from kefu.config import RouteSettings, load
 from kefu.conversations import ConversationReader, account_of, bad, page_size
 from kefu.errors import HttpError, error_body
@@ -43,6 +43,8 @@ customers = CustomerStore(settings.state_table)
 MAX_BODY = 64 * 1024
 TRANSFER_TARGETS = ("servicer", "pool", "bot")
 _operator: Operator | None = None
+PROVIDER = settings.mode == "provider"
+_operators: dict[str, tuple[object, Operator]] = {}  # provider mode, per corp: (its WeCom client, operator)
 
 
 def _record(decision: Decision) -> None:
@@ -51,9 +53,28 @@ def _record(decision: Decision) -> None:
 
 def operator() -> Operator:
     global _operator
+    if PROVIDER:
+        return _corp_operator(tenancy.require())
     if _operator is None:
         _operator = Operator(build_engine(settings, rules, _record, SERVICE), messages)
     return _operator
+
+
+def _corp_operator(corp: str) -> Operator:
+    """The corp's operator: its engine with its rules and WeCom client (rebuilt with a new client)."""
+    from kefu.provider import CorpNotServed, provider
+    from kefu.routing.corp_rules import CorpRulesSource
+
+    p = provider(settings, on_error=observability.wecom_error_counter(SERVICE))
+    try:
+        client = p.client(p.tenant(corp))
+    except CorpNotServed:
+        raise HttpError(403, "invalid_corp_key", "X-Kefu-Corp-Key is not a key of any enterprise served here") from None
+    held = _operators.get(corp)
+    if held is None or held[0] is not client:
+        engine = build_engine(settings, CorpRulesSource(rules, settings.media_bucket, corp), _record, SERVICE, wecom=client)
+        held = _operators[corp] = (client, Operator(engine, messages))
+    return held[1]
 
 
 def media_url(key: str) -> str:
@@ -218,4 +239,8 @@ def refused_by_rule(exc: Refused) -> Response:
 @observability.log_metrics(SERVICE)
 def handler(event: dict[str, Any], context: LambdaContext) -> Any:
     observability.count(SERVICE, "ApiCalls")
+    if PROVIDER:  # everything read or done is the corp's whose API key the caller sent
+        from kefu.corp_auth import resolve_as_caller
+
+        return resolve_as_caller(event, settings.state_table, lambda: app.resolve(event, context))
     return app.resolve(event, context)

@@ -40,4 +40,8 @@ def bad_query(exc: StatsQueryError) -> Response:
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> Any:
+    if settings.mode == "provider":  # the figures of the corp whose API key the caller sent
+        from kefu.corp_auth import resolve_as_caller
+
+        return resolve_as_caller(event, settings.state_table, lambda: app.resolve(event, context))
     return app.resolve(event, context)

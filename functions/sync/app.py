@@ -101,7 +101,7 @@ def _pull_granted(corp: str, at: int) -> None:
         logger.info("kf accounts of the corp", extra={"corp": corp, "accounts": managed})
         corp_deps = dataclasses.replace(deps(), wecom=client)
         for open_kfid in managed:
-            _pull(corp_deps, corp, {"open_kfid": open_kfid, "token": None, "create_time": at})
+            _pull(corp_deps, corp, {"open_kfid": open_kfid, "token": None, "create_time": at})  # nosec B105 - no callback token
 
 
 def _pull(deps: SyncDeps, corp: str | None, job: dict[str, Any]) -> None:
