@@ -1,22 +1,29 @@
 """Service-provider mode through the local stack: one deployment, three corps that authorize the
-suite, each served by its own rules and counted in its own figures, none able to see another's
-data at any API, and a corp that cancels and is no longer served."""
+suite, each synced, routed by its own rules and counted in its own figures; no corp can read
+another's conversation, links or figures at any API; a corp that cancels is no longer served and,
+with CancelledCorpData=delete, its data is gone."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.support.stack import start_stack, wait_for
+from kefu.stats import day_of
+from tests.support.stack import ROOT, start_stack, wait_for
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
-CORPS = ("wwcorpa0000000001", "wwcorpb0000000002", "wwcorpc0000000003")
+A, B, C = "wwcorpa0000000001", "wwcorpb0000000002", "wwcorpc0000000003"
+STATE_FILE = ROOT / "build" / f"provider-stack-{uuid.uuid4().hex[:8]}.json"
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +44,9 @@ def pstack(aws_endpoint, provider):
         "AWS_ENDPOINT_URL": aws_endpoint, "WECOM_API_BASE": provider.base_url,
         "WECOM_CORP_ID": DEMO_CORP_ID, "WECOM_CORP_SECRET": "provider-own-corp-secret-unused",
         "WECOM_TOKEN": provider.token, "WECOM_ENCODING_AES_KEY": provider.encoding_aes_key,
-        "WECOM_SUITE_SECRET": provider.suite_secret,
+        "WECOM_SUITE_SECRET": provider.suite_secret, "KEFU_STATE_FILE": str(STATE_FILE),
         "KEFU_STACK_NAME": f"kefu-p{uuid.uuid4().hex[:8]}", "KEFU_LOG_FORMAT": "json",
-        "KEFU_LOCAL_VISIBILITY_TIMEOUT": "2",
+        "KEFU_LOCAL_VISIBILITY_TIMEOUT": "2", "KEFU_LOCAL_SCHEDULE_SECONDS": "off",
         "KEFU_ROUTING_CONFIG": str(HERE / "route_rules.yaml"),
         "KEFU_TEMPLATE_PARAMS": json.dumps({"Mode": "provider", "SuiteId": provider.suite_id,
                                             "CancelledCorpData": "delete", "BedrockModelId": ""}),
@@ -50,23 +57,163 @@ def pstack(aws_endpoint, provider):
     proc.stop()
 
 
-def test_a_corp_authorizes_and_its_customer_is_served(pstack, provider, clients) -> None:
-    assert provider.push_suite_ticket()
-    corp = CORPS[0]
-    provider.authorize(corp, corp_name="Corp A")
-    wait_for(lambda: registered(clients, pstack, corp), timeout=20, message="the corp registered")
-    sim = provider.corp(corp)
-    k = sim.add_account(name="A desk")
-    sim.add_servicer(k, "alice")
-    provider.kf_account_auth_change(corp, added=[k])
-    wait_for(lambda: any(c["open_kfid"] == k and c.get("errcode") == 0 for c in sim.sync_calls), timeout=20,
-             message="the account's first pull")
-    euid, _ = sim.customer_enter(k)
-    sim.customer_says(k, euid, "你好")
-    wait_for(lambda: sim.session(k, euid)["service_state"] == 3, timeout=20, message="assigned")
+def kefu(*args: str) -> Any:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KEFU_", "WECOM_", "AWS_"))}
+    env.update({"PYTHONPATH": os.pathsep.join([str(ROOT / "cli"), str(ROOT / "shared")]),
+                "PYTHONIOENCODING": "utf-8", "KEFU_STATE_FILE": str(STATE_FILE)})
+    done = subprocess.run([sys.executable, "-m", "kefu_cli", *args, "--json"], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=90)
+    assert done.returncode == 0, done.stderr + done.stdout
+    return json.loads(done.stdout)
 
 
-def registered(clients, stack, corp: str) -> bool:
-    item = clients.dynamodb.get_item(TableName=stack.resources["StateTable"],
+def tenant(clients, stack, corp: str) -> dict[str, Any] | None:
+    item = clients.dynamodb.get_item(TableName=stack.resources["StateTable"], ConsistentRead=True,
                                      Key={"pk": {"S": "provider#corps"}, "sk": {"S": corp}}).get("Item")
+    return item
+
+
+def active(clients, stack, corp: str) -> bool:
+    item = tenant(clients, stack, corp)
     return bool(item) and item["state"]["S"] == "active"
+
+
+class Corp:
+    """One authorized corp: its simulator, its account and servicers, its API key."""
+
+    def __init__(self, provider, clients, stack, corp: str, servicers: tuple[str, ...]) -> None:
+        provider.authorize(corp, corp_name=f"Corp {corp[6].upper()}")
+        wait_for(lambda: active(clients, stack, corp), timeout=30, message=f"{corp} registered")
+        self.id = corp
+        self.sim = provider.corp(corp)
+        self.kfid = self.sim.add_account(name=f"desk {corp[6]}")
+        for userid in servicers:
+            self.sim.add_servicer(self.kfid, userid)
+        provider.kf_account_auth_change(corp, added=[self.kfid])
+        wait_for(lambda: any(c["open_kfid"] == self.kfid and c.get("errcode") == 0 for c in self.sim.sync_calls),
+                 timeout=30, message=f"{corp}'s first pull")
+        self.key = kefu("corps", "key", corp)["api_key"]
+
+    def headers(self) -> dict[str, str]:
+        return {"X-Kefu-Corp-Key": self.key}
+
+
+@pytest.fixture(scope="module")
+def corps(pstack, provider, clients) -> dict[str, Corp]:
+    assert provider.push_suite_ticket()
+    made = {A: Corp(provider, clients, pstack, A, ("alice",)), B: Corp(provider, clients, pstack, B, ("alice", "bob")),
+            C: Corp(provider, clients, pstack, C, ("carol",))}
+    assert kefu("corps", "rules", A, str(HERE / "provider_rules_a.yaml"))["stored"].endswith(f"{A}/routing.yaml")
+    assert kefu("corps", "rules", B, str(HERE / "provider_rules_b.yaml"))["stored"].endswith(f"{B}/routing.yaml")
+    return made
+
+
+def texts(sim, kfid: str, euid: str) -> list[str]:
+    return [m["payload"]["content"] for m in sim.sent_messages(kfid, euid) if m.get("msgtype") == "text"]
+
+
+def serve_customer(corp: Corp, http: httpx.Client, scene: str) -> tuple[str, str]:
+    """A customer of the corp enters through a link of the corp, writes, and is assigned."""
+    answer = http.get("/links", params={"corp": corp.id, "scene": scene, "account": corp.kfid})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["corp_id"] == corp.id
+    euid, _ = corp.sim.customer_enter_via_link(answer.json()["url"])
+    corp.sim.customer_says(corp.kfid, euid, "你好，我想咨询")
+    wait_for(lambda: corp.sim.session(corp.kfid, euid)["service_state"] == 3, timeout=30,
+             message=f"{corp.id}'s customer assigned")
+    return euid, corp.sim.session(corp.kfid, euid)["servicer_userid"]
+
+
+def test_three_corps_served_by_their_own_rules_and_counted_apart(pstack, corps, provider, clients) -> None:
+    http = httpx.Client(base_url=pstack.url, timeout=15)
+    served = {corp.id: serve_customer(corp, http, f"s{corp.id[6]}") for corp in corps.values()}
+    a, b, c = corps[A], corps[B], corps[C]
+    # Each corp's rules: A and B their own welcomes (B: always bob); C the deployment's (no welcome).
+    wait_for(lambda: "欢迎来到 A 公司" in texts(a.sim, a.kfid, served[A][0]), timeout=20, message="A's welcome")
+    wait_for(lambda: "欢迎来到 B 公司" in texts(b.sim, b.kfid, served[B][0]), timeout=20, message="B's welcome")
+    assert served[B][1] == "bob"
+    assert texts(c.sim, c.kfid, served[C][0]) == []
+    # Synced and stored under its corp; routed through its own WeCom (its own token).
+    for corp in corps.values():
+        answer = http.get(f"/conversations/{served[corp.id][0]}", params={"account": corp.kfid},
+                          headers=corp.headers())
+        assert answer.status_code == 200, answer.text
+        said = [m["message"]["content"] for m in answer.json()["messages"] if m["sender"] == "customer"]
+        assert said == ["你好，我想咨询"], answer.json()
+        assert provider.corp_token_count(corp.id) >= 1
+    day = day_of(time.time(), "Asia/Shanghai")
+
+    def funnel(corp: Corp) -> dict[str, int]:
+        body = http.get("/stats", params={"from": day, "to": day}, headers=corp.headers()).json()
+        return {row["scene"]: row["sessions_assigned"] for row in body["funnel"] if row.get("scene")}
+
+    for corp in corps.values():
+        wait_for(lambda corp=corp: funnel(corp) == {f"s{corp.id[6]}": 1}, timeout=20,
+                 message=f"{corp.id}'s own figures only")
+
+
+def test_no_corp_reads_another_corps_data_at_any_api(pstack, corps) -> None:
+    http = httpx.Client(base_url=pstack.url, timeout=15)
+    a, b = corps[A], corps[B]
+    b_customer, _ = serve_customer(b, http, "secret")
+    # The conversation API, with A's key: B's customer, B's account and B's customer list are not found.
+    assert http.get(f"/conversations/{b_customer}", params={"account": b.kfid}, headers=a.headers()).json().get(
+        "messages", []) == []
+    recent = http.get("/conversations", params={"account": b.kfid}, headers=a.headers())
+    assert recent.status_code in (200, 404) and not recent.json().get("conversations"), recent.text
+    customer = http.get(f"/customers/{b_customer}", headers=a.headers())
+    assert customer.status_code == 404 or not customer.json().get("profile"), customer.text
+    # Acting on B's customer with A's key changes nothing at B.
+    sent_before = len(b.sim.sent_messages(b.kfid, b_customer))
+    send = http.post(f"/conversations/{b_customer}/messages", params={"account": b.kfid}, headers=a.headers(),
+                     json={"msgtype": "text", "text": {"content": "from A"}, "idempotency_key": "cross-corp-1"})
+    assert send.status_code >= 400, send.text
+    assert len(b.sim.sent_messages(b.kfid, b_customer)) == sent_before
+    # /stats with A's key: nothing of B's scene.
+    day = day_of(time.time(), "Asia/Shanghai")
+    body = http.get("/stats", params={"from": day, "to": day}, headers=a.headers()).json()
+    assert all(row.get("open_kfid") != b.kfid and row.get("scene") != "secret" for row in body["funnel"]), body
+    body = http.get("/stats", params={"from": day, "to": day, "account": b.kfid}, headers=a.headers()).json()
+    assert body["funnel"] == [] and body["servicers"] == [], body
+    # /links: B's account through corp A is not A's account; an unknown or missing corp is refused.
+    cross = http.get("/links", params={"corp": A, "scene": "x", "account": b.kfid})
+    assert cross.status_code == 404, cross.text
+    assert http.get("/links", params={"scene": "x"}).status_code == 400
+    assert http.get("/links", params={"corp": "wwnotacorp000000", "scene": "x"}).status_code == 404
+    # No key, a wrong key: refused before anything runs.
+    assert http.get("/stats").status_code == 401
+    assert http.get("/conversations", params={"account": a.kfid},
+                    headers={"X-Kefu-Corp-Key": "kefu_not-a-key"}).status_code == 403
+
+
+def test_a_corp_that_cancels_is_no_longer_served_and_its_data_is_deleted(pstack, corps, provider, clients) -> None:
+    http = httpx.Client(base_url=pstack.url, timeout=15)
+    c = corps[C]
+    euid, _ = serve_customer(c, http, "before")
+    pulls = len(c.sim.sync_calls)
+    provider.cancel_auth(C)
+    wait_for(lambda: not active(clients, pstack, C), timeout=10, message="C cancelled")
+    # C's callbacks are refused, its links, conversation API and figures answer nothing.
+    c.sim.auto_callback = True
+    c.sim.customer_says(c.kfid, euid, "还在吗")
+    assert c.sim.fire_callback(c.kfid) == [400]
+    assert http.get("/links", params={"corp": C, "scene": "after"}).status_code == 404
+    assert http.get("/stats", headers=c.headers()).status_code == 403
+    assert http.get(f"/conversations/{euid}", params={"account": c.kfid}, headers=c.headers()).status_code == 403
+    # Its data is deleted (CancelledCorpData=delete): no state item and no message of C is left.
+    state, messages = pstack.resources["StateTable"], pstack.resources["MessagesTable"]
+
+    def left() -> int:
+        items = clients.dynamodb.scan(TableName=state, FilterExpression="begins_with(pk, :p)",
+                                      ExpressionAttributeValues={":p": {"S": f"{C}/"}})["Items"]
+        kept = clients.dynamodb.scan(TableName=messages, FilterExpression="corp = :c",
+                                     ExpressionAttributeValues={":c": {"S": C}})["Items"]
+        return len(items) + len(kept)
+
+    wait_for(lambda: left() == 0, timeout=30, message="C's data deleted")
+    assert "corp data deleted" in pstack.output()
+    time.sleep(3)
+    assert len(c.sim.sync_calls) == pulls  # never pulled again
+    # The other corps are still served.
+    a = corps[A]
+    serve_customer(a, http, "after")
