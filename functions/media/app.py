@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.utilities.batch import process_partial_response
 
-from kefu import observability
+from kefu import observability, tenancy
 from kefu.batch import LoggedFifoProcessor
 from kefu.config import MediaSettings, load
 from kefu.media import MediaRun, download_account
@@ -29,6 +29,8 @@ logger = observability.logger(SERVICE)
 processor = LoggedFifoProcessor(logger)
 _ports: Ports | None = None
 _context: Any = None
+PROVIDER = settings.mode == "provider"
+_corp_ports: dict[str, Ports] = {}  # provider mode: one per corp (its WeCom client)
 
 
 class DownloadsLeft(RuntimeError):
@@ -76,9 +78,39 @@ def _remaining_ms() -> int:
     return int(_context.get_remaining_time_in_millis()) if _context is not None else 60_000
 
 
+def corp_ports(corp: str) -> Ports | None:
+    """Provider mode: the corp's ports, or None when the corp is not served (any more)."""
+    from kefu.provider import CorpNotServed, provider
+
+    p = provider(settings, on_error=observability.wecom_error_counter(SERVICE))
+    try:
+        client = p.client(p.tenant(corp))
+    except CorpNotServed as exc:
+        logger.warning("media job dropped: corp not served", extra={"corp": corp, "reason": str(exc)})
+        return None
+    held = _corp_ports.get(corp)
+    if held is None or held.wecom is not client:
+        held = _corp_ports[corp] = Ports(client)
+    return held
+
+
 def record_handler(record) -> None:  # noqa: ANN001 - Powertools SQSRecord
-    open_kfid = str(json.loads(record.body)["open_kfid"])
-    run = download_account(ports(), open_kfid, time.time(), _remaining_ms)
+    body = json.loads(record.body)
+    if not PROVIDER:
+        _download(ports(), str(body["open_kfid"]))
+        return
+    corp = str(body.get("corp") or "")
+    if not tenancy.valid_corp_id(corp):
+        logger.warning("media job dropped: no corp", extra={"corp": corp})
+        return
+    with tenancy.serving(corp):
+        held = corp_ports(corp)
+        if held is not None:
+            _download(held, str(body["open_kfid"]))
+
+
+def _download(ports: Ports, open_kfid: str) -> None:
+    run = download_account(ports, open_kfid, time.time(), _remaining_ms)
     _report(run)
     if run.left:
         enqueue_media(settings.media_queue_url, open_kfid, "continued")  # the time budget ran out

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kefu import observability, sweep
+from kefu import observability, sweep, tenancy
 from kefu.callback import SyncJob
 from kefu.config import SweepSettings, load
 from kefu.queues import QueueMessage, enqueue_media, send_batch
@@ -31,13 +31,15 @@ logger = observability.logger(SERVICE)
 rules = RulesSource(settings, Path(__file__).with_name("routing.yaml"))
 rules.load()
 _wecom: WeComClient | None = None
+_corp_ports: dict[str, Ports] = {}  # provider mode: one per corp (its WeCom client and rules)
 
 
 class Ports:
     """kefu.sweep's view of WeCom, the state table and the two queues."""
 
-    def __init__(self, wecom: WeComClient) -> None:
+    def __init__(self, wecom: WeComClient, corp_rules: Any = None) -> None:
         self.wecom = wecom
+        self.rules = corp_rules or rules  # provider mode: the corp's (kefu.routing.corp_rules)
         self.cursors = CursorStore(settings.state_table)
         self.pool = PoolStore(settings.state_table)
         self.active = ActiveSessions(settings.state_table)
@@ -56,12 +58,12 @@ class Ports:
         return self.active.quiet(open_kfid, since)
 
     def idle_end_seconds(self, open_kfid: str, scene: str | None) -> int | None:
-        minutes = rules().policy(open_kfid, scene).idle_end_minutes
+        minutes = self.rules().policy(open_kfid, scene).idle_end_minutes
         return round(minutes * 60) if minutes is not None else None
 
     def shortest_idle_end_seconds(self, open_kfid: str) -> int | None:
         found = [s for s in (self.idle_end_seconds(open_kfid, scene)
-                             for scene in (None, *rules().scenes_of(open_kfid))) if s is not None]
+                             for scene in (None, *self.rules().scenes_of(open_kfid))) if s is not None]
         return min(found) if found else None
 
     def queue_sync(self, jobs: Sequence[SyncJob]) -> None:
@@ -82,12 +84,41 @@ class Ports:
 @observability.log_metrics(SERVICE)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     global _wecom
-    if _wecom is None:
-        _wecom = connect(settings, on_error=observability.wecom_error_counter(SERVICE))
     policy = sweep.SweepPolicy(resync_after=round(settings.resync_minutes * 60),
                                reconcile_after=round(settings.reconcile_minutes * 60))
-    report = sweep.run(Ports(_wecom), scheduled_at(event), policy,
-                       log=lambda msg, **fields: logger.warning(msg, extra=fields))
+    if settings.mode == "provider":
+        return _sweep_corps(event, policy)
+    if _wecom is None:
+        _wecom = connect(settings, on_error=observability.wecom_error_counter(SERVICE))
+    return _sweep(Ports(_wecom), event, policy)
+
+
+def _sweep_corps(event: dict[str, Any], policy: sweep.SweepPolicy) -> dict[str, Any]:
+    """Provider mode: each corp served, in turn, as its own sweep; one corp's failure is logged
+    and the others are swept all the same."""
+    from kefu.provider import CorpNotServed, provider
+    from kefu.routing.corp_rules import CorpRulesSource
+
+    p = provider(settings, on_error=observability.wecom_error_counter(SERVICE))
+    swept: dict[str, Any] = {}
+    for corp in p.tenants.active():
+        with tenancy.serving(corp):
+            try:
+                held = _corp_ports.get(corp)
+                client = p.client(p.tenant(corp))
+                if held is None or held.wecom is not client:
+                    held = _corp_ports[corp] = Ports(client, CorpRulesSource(rules, settings.media_bucket, corp))
+                swept[corp] = _sweep(held, event, policy)
+            except CorpNotServed:
+                continue
+            except Exception as exc:
+                logger.exception("sweep of a corp failed", extra={"corp": corp, "error": f"{type(exc).__name__}: {exc}"})
+                observability.count(SERVICE, "SweepCorpFailures")
+    return {"corps": swept}
+
+
+def _sweep(ports: Ports, event: dict[str, Any], policy: sweep.SweepPolicy) -> dict[str, Any]:
+    report = sweep.run(ports, scheduled_at(event), policy, log=lambda msg, **fields: logger.warning(msg, extra=fields))
     logger.info("sweep done", extra=report.fields())
     observability.count(SERVICE, "SweepPulls", len(report.pulled))
     observability.count(SERVICE, "SweepSessionChecks", report.sessions)

@@ -219,4 +219,9 @@ def denied(exc: Denied) -> Response:
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> Any:
+    if settings.mode == "provider":  # a suite's sign-in and JS-SDK are per corp: not built yet
+        from kefu.errors import error_body
+
+        return {"statusCode": 404, "headers": {"Content-Type": "application/json"}, "isBase64Encoded": False,
+                "body": error_body("sidebar_not_available", "the servicer sidebar is not served in provider mode yet")}
     return app.resolve(event, context)

@@ -62,10 +62,36 @@ class Ports:
 @observability.log_metrics(SERVICE)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     global _wecom
+    if settings.mode == "provider":
+        return _read_corps(event)
     if _wecom is None:
         _wecom = connect(settings, on_error=observability.wecom_error_counter(SERVICE))
+    return _read(_wecom, event)
+
+
+def _read_corps(event: dict[str, Any]) -> dict[str, Any]:
+    """Provider mode: each corp served, in turn, under its own scope; a failure is logged and the
+    other corps are read all the same."""
+    from kefu import tenancy
+    from kefu.provider import CorpNotServed, provider
+
+    p = provider(settings, on_error=observability.wecom_error_counter(SERVICE))
+    read: dict[str, Any] = {}
+    for corp in p.tenants.active():
+        with tenancy.serving(corp):
+            try:
+                read[corp] = _read(p.client(p.tenant(corp)), event)
+            except CorpNotServed:
+                continue
+            except Exception as exc:
+                logger.exception("WeCom statistics of a corp failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+                observability.count(SERVICE, "WeComStatsCorpFailures")
+    return {"corps": read}
+
+
+def _read(wecom: Any, event: dict[str, Any]) -> dict[str, Any]:
     at = scheduled_at(event)
-    report = wecom_stats.run(Ports(_wecom, store), day_of(at, wecom_stats.WECOM_ZONE), int(time.time()),
+    report = wecom_stats.run(Ports(wecom, store), day_of(at, wecom_stats.WECOM_ZONE), int(time.time()),
                              log=lambda msg, **fields: logger.warning(msg, extra=fields))
     logger.info("WeCom statistics read", extra=report.fields())
     observability.count(SERVICE, "WeComStatsDaysRead", sum(len(d) for d in report.read.values()))

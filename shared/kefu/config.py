@@ -321,6 +321,7 @@ class SweepSettings(RulesSettings):
     # Minutes, fractions allowed (the tests use seconds' worth); 0 = at every run.
     resync_minutes: float = setting("KEFU_RESYNC_MINUTES", default=10, ge=0, le=24 * 60)
     reconcile_minutes: float = setting("KEFU_RECONCILE_MINUTES", default=60, ge=0, le=7 * 24 * 60)
+    media_bucket: str = setting("KEFU_MEDIA_BUCKET", default="")  # provider mode: the corps' rules
 
 
 _LINK_ID = ALIAS
