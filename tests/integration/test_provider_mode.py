@@ -152,6 +152,19 @@ def test_three_corps_served_by_their_own_rules_and_counted_apart(pstack, corps, 
                  message=f"{corp.id}'s own figures only")
 
 
+def test_the_providers_page_gets_an_install_link(pstack, provider) -> None:
+    http = httpx.Client(base_url=pstack.url, timeout=15)
+    answer = http.get("/provider/install", params={"redirect_uri": "https://provider.example.com/installed",
+                                                    "state": "signup-42", "test": "1"})
+    assert answer.status_code == 200, answer.text
+    url = httpx.URL(answer.json()["url"])
+    assert (url.host, url.path) == ("open.work.weixin.qq.com", "/3rdapp/install")
+    assert url.params["suite_id"] == provider.suite_id and url.params["state"] == "signup-42"
+    assert url.params["pre_auth_code"] and answer.json()["expires_in"] == 1200
+    assert any(c["path"].endswith("service/set_session_info") for c in provider.calls)
+    assert http.get("/provider/install", params={"redirect_uri": "ftp://x"}).status_code == 400
+
+
 def test_no_corp_reads_another_corps_data_at_any_api(pstack, corps) -> None:
     http = httpx.Client(base_url=pstack.url, timeout=15)
     a, b = corps[A], corps[B]
