@@ -1,7 +1,8 @@
 """Outbound events for the enterprise's own systems, on an EventBridge bus (off unless configured).
 
 Every event: source "kefu", detail-type one of EVENT_TYPES, detail {"id", "type", "time",
-"open_kfid", "external_userid", ...}. Delivery is at least once: a retried queue record may
+"open_kfid", "external_userid", ...}; in provider mode also "corp" (kefu.tenancy), so a rule can
+send each corp's events to that corp's own target. Delivery is at least once: a retried queue record may
 publish an event again with the same ``id``, which consumers use to drop repeats.
 """
 
@@ -11,7 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from kefu import aws
+from kefu import aws, tenancy
 
 SOURCE = "kefu"
 EVENT_TYPES = ("message.received", "message.sent", "message.failed", "session.entered", "session.assigned",
@@ -23,7 +24,8 @@ Emit = Callable[[str, str, dict[str, Any]], None]  # (type, id, fields)
 def event_detail(kind: str, event_id: str, fields: dict[str, Any], at: int) -> dict[str, Any]:
     if kind not in EVENT_TYPES:
         raise ValueError(f"unknown event type {kind}")
-    return {"id": event_id, "type": kind, "time": at, **{k: v for k, v in fields.items() if v is not None}}
+    return {"id": event_id, "type": kind, "time": at, **tenancy.stamp(),
+            **{k: v for k, v in fields.items() if v is not None}}
 
 
 class EventPublisher:
