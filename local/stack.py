@@ -212,7 +212,7 @@ class LocalStack:
         for route in self.routes:
             log(f"kefu local stack: {route.method} {route.path} -> {route.function}")
         if self.simulator is not None and self.provider_mode:
-            self.simulator.set_callback_urls(f"{self.url}/callback/suite", f"{self.url}/callback")
+            self.simulator.set_callback_urls(f"{self.url}/callback", f"{self.url}/callback")  # one URL takes both
             self.simulator.push_suite_ticket()  # WeCom pushes one every 10 minutes; the first at once here
         elif self.simulator is not None:
             self.simulator.set_callback_url(f"{self.url}/callback")

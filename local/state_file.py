@@ -87,6 +87,7 @@ def publish(stack: Any, root: Path) -> Path | None:
         "resources": {**template.physical, "SecretsPrefix": template.parameters["SecretsPrefix"]},
         "wecom_api_base": stack.wecom_base,
         "corp_id": template.parameters.get("WeComCorpId", ""),
+        "suite_id": template.parameters.get("SuiteId", ""),
         "pid": os.getpid(),
     }
     try:

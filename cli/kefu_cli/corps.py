@@ -4,6 +4,9 @@ list: every corp the registry holds - state, name, agent, kf accounts granted, w
 key CORP: a new API key for the corp (printed once; only its digest is stored). The corp's
 systems send it as X-Kefu-Corp-Key to the conversation API and /stats, which then answer with that
 corp's data only. revoke CORP: every key of the corp stops working.
+install-link --redirect URL [--state S] [--test]: a fresh pre-auth code and the install URL the
+provider's page sends an enterprise's admin to (it lives 20 minutes); the suite token is the one
+the deployment shares, so this makes no extra get_suite_token call while it is fresh.
 rules CORP FILE: check a routing rules file as the route function would, then store it as the
 corp's rules (``<corp>/routing.yaml`` in the media bucket; the route function reads it within a
 minute).
@@ -71,3 +74,28 @@ def store_rules(target: Target, corp: str, path: Path) -> str:
     bucket, key = target.output("MediaBucketName"), document_key(corp)
     target.client("s3").put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"), ContentType="application/yaml")
     return f"s3://{bucket}/{key}"
+
+
+def install_link(target: Target, redirect: str, state: str, test: bool) -> dict[str, Any]:
+    from kefu.secrets import SUITE_SECRET
+    from kefu.store import keys
+    from kefu.store.tokens import TokenTable
+    from kefu.wecom.client import WeComClient
+    from kefu.wecom.suite import SuiteApi
+    from kefu.wecom.tokens import AccessTokens, token_key
+
+    suite_id = target.parameters.get("SuiteId", "")
+    if not suite_id:
+        raise CliError(f"{target.describe()} has no SuiteId: is it deployed with Mode=provider?")
+    if not redirect.startswith(("https://", "http://")) or len(redirect) > 1024:
+        raise CliError("--redirect is the http(s) URL WeCom sends the admin back to")
+    secret = target.client("ssm").get_parameter(Name=f"{target.secrets_prefix}/{SUITE_SECRET}",
+                                                WithDecryption=True)["Parameter"]["Value"]
+    tenants = _tenants(target)
+    name = target.output("StateTableName")
+    table_ = target.session().resource("dynamodb", endpoint_url=target.aws_endpoint or None).Table(name)
+    item = keys.suite_token(token_key(suite_id, "suite"))  # the deployment's shared suite token (kefu.provider)
+    suite = SuiteApi(WeComClient(target.wecom_api_base), suite_id, lambda: str(secret), tenants.ticket,
+                     lambda fetch: AccessTokens(TokenTable(name, "", table=table_, item_key=item), fetch))
+    url, lives = suite.install_link(redirect, state, test)
+    return {"url": url, "expires_in": lives}

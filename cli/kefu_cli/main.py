@@ -180,9 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
                                 "and rules", description="list: the corps that authorized the suite. key CORP: a "
                                 "new API key for the corp's systems (X-Kefu-Corp-Key). revoke CORP: its keys stop "
                                 "working. rules CORP FILE: check FILE and store it as the corp's routing rules.")
-    corps.add_argument("action", choices=["list", "key", "revoke", "rules"])
+    corps.add_argument("action", choices=["list", "key", "revoke", "rules", "install-link"])
     corps.add_argument("corp", nargs="?", metavar="CORP", help="the corp id (key, revoke, rules)")
     corps.add_argument("file", nargs="?", type=Path, metavar="FILE", help="the rules file (rules)")
+    corps.add_argument("--redirect", metavar="URL", help="install-link: where WeCom sends the admin back to")
+    corps.add_argument("--state", default="", metavar="S", help="install-link: echoed back to --redirect")
+    corps.add_argument("--test", action="store_true", help="install-link: a test authorization")
     return parser
 
 
@@ -212,7 +215,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         parser.error("send: give the message as TEXT, --json-message JSON or --file MESSAGE.json (exactly one)")
     if args.command == "accounts" and args.force and not args.delete:
         parser.error("accounts: --force only matters with --delete (it deletes accounts with open sessions too)")
-    if args.command == "corps" and args.action != "list" and not args.corp:
+    if args.command == "corps" and args.action == "install-link" and not args.redirect:
+        parser.error("corps install-link needs --redirect URL")
+    if args.command == "corps" and args.action not in ("list", "install-link") and not args.corp:
         parser.error(f"corps {args.action} needs the corp id")
     if args.command == "corps" and args.action == "rules" and args.file is None:
         parser.error("corps rules needs the rules file")
@@ -363,6 +368,9 @@ def run(args: argparse.Namespace, target: Target) -> int:
             api_key = corps.issue_key(target, args.corp)
             _print_json({"corp": args.corp, "api_key": api_key}) if args.json else print(
                 f"API key for {args.corp} (shown once; send it as X-Kefu-Corp-Key):\n{api_key}")
+        elif args.action == "install-link":
+            link = corps.install_link(target, args.redirect, args.state, args.test)
+            _print_json(link) if args.json else print(f"{link['url']}\n(valid {link['expires_in']} s)")
         elif args.action == "revoke":
             count = corps.revoke(target, args.corp)
             _print_json({"corp": args.corp, "revoked": count}) if args.json else print(f"{count} key(s) revoked")

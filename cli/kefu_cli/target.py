@@ -186,6 +186,7 @@ def local_target(state: Mapping[str, Any], path: Path, env: Mapping[str, str]) -
         "WeComCorpId": str(state.get("corp_id") or env.get("WECOM_CORP_ID") or ""),
         "SecretsPrefix": resources.get("SecretsPrefix", "/kefu"),
         "WeComApiBase": str(state.get("wecom_api_base") or ""),
+        "SuiteId": str(state.get("suite_id") or ""),
     }
     return Target(local=True, stack_name=str(state.get("stack_name") or "kefu-local"),
                   region=str(state.get("region") or "us-east-1"), outputs=outputs, parameters=parameters,

@@ -23,7 +23,6 @@ if TYPE_CHECKING:  # the type only: no import at cold start
 
 SERVICE = "callback"
 PATH = "/callback"
-SUITE_PATH = "/callback/suite"  # provider mode: the suite's command callback (指令回调)
 SERVED_CACHE_SECONDS = 10  # how long this container trusts "corp X is served" (sync and route re-check)
 UNVERIFIED_METRIC = "CallbackUnverified"  # the CallbackUnverifiedAlarm watches it
 TEXT = "text/plain; charset=utf-8"
@@ -89,9 +88,15 @@ def _raw_body(event: dict[str, Any]) -> bytes:
     return body.encode("utf-8")
 
 
-def verify_url(query: dict[str, str], suite: bool = False) -> dict[str, Any]:
-    # A provider's data URL is verified for the suite (in the console) or for a corp it serves.
-    accept = (lambda rid: rid == settings.suite_id or _is_served(rid)) if PROVIDER and not suite else None
+def _for_suite(event: dict[str, Any]) -> bool:
+    """Provider mode: one URL takes both of WeCom's callbacks; the suite's commands (指令回调) are
+    addressed to the suite id, a corp's events (数据回调) to the corp (checked after decryption)."""
+    return callback.envelope_to(_raw_body(event), settings.max_body_bytes) == settings.suite_id
+
+
+def verify_url(query: dict[str, str]) -> dict[str, Any]:
+    # A provider's URLs are verified for the suite (in the console) or for a corp it serves.
+    accept = (lambda rid: rid == settings.suite_id or _is_served(rid)) if PROVIDER else None
     plaintext = callback.verify_url(_crypto(), query, accept)
     logger.info("callback URL verified")
     metrics.add("CallbackVerified")
@@ -165,14 +170,15 @@ def handler(event: dict[str, Any], context: LambdaContext) -> Any:
     try:
         http = (event.get("requestContext") or {}).get("http") or {}
         method, path = str(http.get("method", "")).upper(), event.get("rawPath") or http.get("path") or ""
-        suite = PROVIDER and path == SUITE_PATH
-        if (path != PATH and not suite) or method not in ("GET", "POST"):
+        if path != PATH or method not in ("GET", "POST"):
             return _response(404, JSON, '{"statusCode":404,"message":"Not found"}')
         query = dict(event.get("queryStringParameters") or {})
         try:
             if method == "GET":
-                return verify_url(query, suite)
-            return receive_command(query, event) if suite else receive_event(query, event)
+                return verify_url(query)
+            if PROVIDER and _for_suite(event):  # the suite's command callback: same URL, its own envelope
+                return receive_command(query, event)
+            return receive_event(query, event)
         except callback.CallbackRejected as exc:
             return rejected(exc, path)
     finally:

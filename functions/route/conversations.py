@@ -69,41 +69,14 @@ def _corp_operator(corp: str) -> Operator:
     try:
         client = p.client(p.tenant(corp))
     except CorpNotServed:
-        raise HttpError(403, "invalid_corp_key", "X-Kefu-Corp-Key is not a key of any enterprise served here") from None
+        from kefu.corp_auth import not_served
+
+        raise not_served() from None
     held = _operators.get(corp)
     if held is None or held[0] is not client:
         engine = build_engine(settings, CorpRulesSource(rules, settings.media_bucket, corp), _record, SERVICE, wecom=client)
         held = _operators[corp] = (client, Operator(engine, messages))
     return held[1]
-
-
-INSTALL_PATH = "/provider/install"
-_STATE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
-
-
-@app.get(INSTALL_PATH)
-def install_link() -> Response:
-    """Provider mode: a fresh pre-auth code and the install URL the provider's page sends an
-    enterprise's admin to (``redirect_uri`` where WeCom sends them back, ``state`` echoed;
-    ``test=1`` makes it a test authorization)."""
-    if not PROVIDER:
-        raise HttpError(404, "not_found", "the install link exists in provider mode only")
-    query = _query()
-    redirect = query.get("redirect_uri", "")
-    if not redirect.startswith(("https://", "http://")) or len(redirect) > 1024 or not redirect.isprintable():
-        raise bad("redirect_uri", "redirect_uri is the http(s) URL WeCom sends the admin back to (up to 1024 characters)")
-    state = query.get("state", "")
-    if len(state) > 128 or not set(state) <= _STATE_CHARS:
-        raise bad("state", "state is up to 128 characters from a-z, A-Z, 0-9, '_' and '-'")
-    test = query.get("test", "0")
-    if test not in ("0", "1"):
-        raise bad("test", "test is 1 (a test authorization) or 0")
-    from kefu.provider import provider
-
-    url, lives = provider(settings, on_error=observability.wecom_error_counter(SERVICE)).suite.install_link(
-        redirect, state, test == "1")
-    logger.info("install link made", extra={"test": test == "1"})
-    return _json({"url": url, "expires_in": lives})
 
 
 def media_url(key: str) -> str:
@@ -268,8 +241,6 @@ def refused_by_rule(exc: Refused) -> Response:
 @observability.log_metrics(SERVICE)
 def handler(event: dict[str, Any], context: LambdaContext) -> Any:
     observability.count(SERVICE, "ApiCalls")
-    if PROVIDER and event.get("rawPath") == INSTALL_PATH:  # the provider's own page, not a corp's
-        return app.resolve(event, context)
     if PROVIDER:  # everything read or done is the corp's whose API key the caller sent
         from kefu.corp_auth import resolve_as_caller
 

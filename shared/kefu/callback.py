@@ -189,6 +189,17 @@ def read_event(crypto: WXBizMsgCrypt, query: Mapping[str, str], body: bytes, max
     return event
 
 
+def envelope_to(body: bytes, max_bytes: int) -> str | None:
+    """The envelope's ToUserName (None when the body is not a readable envelope: read_event then
+    says what is wrong with it)."""
+    if len(body) > max_bytes or not body.strip():
+        return None
+    try:
+        return parse_flat(body).get("ToUserName")
+    except XmlRejected:
+        return None
+
+
 def _payload(crypto: WXBizMsgCrypt, query: Mapping[str, str], body: bytes, max_bytes: int,
              accept: Callable[[str], bool] | None = None) -> tuple[dict[str, str], str]:
     """The decrypted payload's XML fields, and the receiveid it was encrypted for."""

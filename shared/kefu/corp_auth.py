@@ -16,6 +16,11 @@ HEADER = "x-kefu-corp-key"
 KEY_MAX = 128
 
 
+def not_served() -> HttpError:
+    """The refusal for a corp cancelled after its key was checked (the same as for a bad key)."""
+    return HttpError(403, "invalid_corp_key", "X-Kefu-Corp-Key is not a key of any enterprise served here")
+
+
 def caller_corp(headers: Mapping[str, str] | None, state_table: str) -> str:
     from kefu.store.tenants import TenantStore
 
@@ -23,12 +28,12 @@ def caller_corp(headers: Mapping[str, str] | None, state_table: str) -> str:
     if not api_key:
         raise HttpError(401, "missing_corp_key", "provider mode: send the enterprise's API key in X-Kefu-Corp-Key")
     if len(api_key) > KEY_MAX or not api_key.isascii() or not api_key.isprintable():
-        raise HttpError(403, "invalid_corp_key", "X-Kefu-Corp-Key is not a key of any enterprise served here")
+        raise not_served()
     tenants = TenantStore(state_table)
     corp = tenants.corp_of_key(api_key)
     tenant = tenants.get(corp) if corp else None
     if tenant is None or not tenant.active:
-        raise HttpError(403, "invalid_corp_key", "X-Kefu-Corp-Key is not a key of any enterprise served here")
+        raise not_served()
     return tenant.corp_id
 
 
