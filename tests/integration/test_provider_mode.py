@@ -152,6 +152,15 @@ def test_three_corps_served_by_their_own_rules_and_counted_apart(pstack, corps, 
                  message=f"{corp.id}'s own figures only")
 
 
+def test_a_changed_authorization_is_read_again(pstack, corps, provider, clients) -> None:
+    provider.add_corp(A, "Corp A (renamed)")
+    provider.change_auth(A)
+    wait_for(lambda: (tenant(clients, pstack, A) or {}).get("corp_name", {}).get("S") == "Corp A (renamed)",
+             timeout=20, message="the corp's new name")
+    assert kefu("corps", "list")[0]["name"] in ("Corp A (renamed)", "Corp B", "Corp C")
+    assert {row["corp"]: row["state"] for row in kefu("corps", "list")}[A] == "active"
+
+
 def test_the_provider_gets_an_install_link(pstack, provider) -> None:
     link = kefu("corps", "install-link", "--redirect", "https://provider.example.com/installed", "--state",
                 "signup-42", "--test")
