@@ -369,8 +369,8 @@ def run(args: argparse.Namespace, target: Target) -> int:
             _print_json({"corp": args.corp, "api_key": api_key}) if args.json else print(
                 f"API key for {args.corp} (shown once; send it as X-Kefu-Corp-Key):\n{api_key}")
         elif args.action == "install-link":
-            link = corps.install_link(target, args.redirect, args.state, args.test)
-            _print_json(link) if args.json else print(f"{link['url']}\n(valid {link['expires_in']} s)")
+            install = corps.install_link(target, args.redirect, args.state, args.test)
+            _print_json(install) if args.json else print(f"{install['url']}\n(valid {install['expires_in']} s)")
         elif args.action == "revoke":
             count = corps.revoke(target, args.corp)
             _print_json({"corp": args.corp, "revoked": count}) if args.json else print(f"{count} key(s) revoked")
