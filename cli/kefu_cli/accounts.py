@@ -90,10 +90,11 @@ class StateRecords:
         """Sessions open on the account: its entries in the sparse ``active`` index."""
         from boto3.dynamodb.conditions import Key
 
+        from kefu.store import keys
         from kefu.store.active_sessions import INDEX
 
-        args: dict[str, Any] = {"IndexName": INDEX, "KeyConditionExpression": Key("active_of").eq(open_kfid),
-                                "Select": "COUNT"}
+        args: dict[str, Any] = {"IndexName": INDEX, "Select": "COUNT",
+                                "KeyConditionExpression": Key("active_of").eq(keys.indexed(open_kfid))}
         count = 0
         while True:
             page = self.table.query(**args)

@@ -4,6 +4,7 @@ serves them without auth, so there the request goes plain."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,10 +23,16 @@ def sigv4_headers(credentials: Any, region: str, method: str, url: str, body: by
     return {k: v for k, v in request.headers.items()}
 
 
+CORP_KEY_ENV = "KEFU_CORP_KEY"  # provider mode: the corp's API key for /stats and the conversation API
+
+
 def request_headers(target: Target, method: str, url: str, what: str, body: bytes = b"",
                     headers: Mapping[str, str] | None = None) -> dict[str, str]:
     """The headers to send: signed when the target is deployed, ``headers`` as given when local.
     ``what`` names the request in the error when there are no credentials (e.g. "GET /stats")."""
+    corp_key = os.environ.get(CORP_KEY_ENV)  # provider mode: which corp's data (kefu.corp_auth)
+    if corp_key:
+        headers = {**(headers or {}), "X-Kefu-Corp-Key": corp_key}
     if target.local:
         return dict(headers or {})
     credentials = target.session().get_credentials()

@@ -74,7 +74,7 @@ def by_unionid(target: Target, unionid: str) -> list[str]:
 
     table = _state_table(target)
     found: list[str] = []
-    args: dict[str, Any] = {"IndexName": "unionid", "KeyConditionExpression": Key("unionid").eq(unionid)}
+    args: dict[str, Any] = {"IndexName": "unionid", "KeyConditionExpression": Key("unionid").eq(keys.indexed(unionid))}
     while True:
         response = table.query(**args)
         for item in response.get("Items", []):

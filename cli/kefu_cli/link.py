@@ -35,6 +35,10 @@ def _get(target: Target, http: Any, params: dict[str, str]) -> Any:
 def run(target: Target, http: Any, scene: str, scene_param: str | None, account: str | None,
         qr: Path | None, size: int | None) -> dict[str, Any]:
     params = {"scene": scene}
+    from kefu import tenancy
+
+    if tenancy.current():  # --corp (provider mode): the corp's link
+        params["corp"] = str(tenancy.current())
     if scene_param:
         params["scene_param"] = scene_param
     if account:

@@ -15,7 +15,8 @@ from kefu_cli.target import STATE_ENV, CliError, Target, resolve_target
 HTTP_TIMEOUT = 15.0
 MESSAGES_LIMIT = 100  # items of one conversation
 CONVERSATIONS_LIMIT = 20  # conversations of an account
-COMMON_DEFAULTS: dict[str, Any] = {"local": False, "stack": None, "region": None, "profile": None, "json": False}
+COMMON_DEFAULTS: dict[str, Any] = {"local": False, "stack": None, "region": None, "profile": None, "json": False,
+                                   "corp": None}
 
 EPILOG = f"""\
 target: with --local, or when the local stack's state file (.kefu/local-stack.json, or ${STATE_ENV})
@@ -38,6 +39,9 @@ def _common() -> argparse.ArgumentParser:
     group.add_argument("--profile", default=argparse.SUPPRESS, help="AWS named profile")
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS,
                         help="print JSON instead of text")
+    common.add_argument("--corp", metavar="CORP_ID", default=argparse.SUPPRESS,
+                        help="provider mode: the corp whose data to read (its API key in $KEFU_CORP_KEY for "
+                             "stats, send, transfer and end)")
     return common
 
 
@@ -382,10 +386,25 @@ def run(args: argparse.Namespace, target: Target) -> int:
     raise CliError(f"unknown command {args.command}", exit_code=2)  # pragma: no cover - argparse refuses first
 
 
+def _run_as_corp(args: argparse.Namespace, target: Target) -> int:
+    """Provider mode: the command reads and writes the corp's own keys (kefu.tenancy)."""
+    import os
+
+    from kefu import tenancy
+
+    if not tenancy.valid_corp_id(args.corp):
+        raise CliError(f"--corp {args.corp!r} is not a corp id", exit_code=2)
+    os.environ[tenancy.MODE_ENV] = tenancy.PROVIDER
+    with tenancy.serving(args.corp):
+        return run(args, target)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         target = resolve_target(local=args.local, stack=args.stack, region=args.region, profile=args.profile)
+        if args.corp and args.command != "corps":
+            return _run_as_corp(args, target)
         return run(args, target)
     except CliError as exc:
         if args.json:

@@ -78,12 +78,19 @@ def query_index(table: Any, index: str, key: str, value: str, limit: int, newest
     """One page of an index of the MessagesTable, items with plain numbers."""
     from boto3.dynamodb.conditions import Key
 
+    from kefu import tenancy
+    from kefu.store.messages import shown
+
     args: dict[str, Any] = {"IndexName": index, "KeyConditionExpression": Key(key).eq(value),
                             "ScanIndexForward": not newest_first, "Limit": limit}
+    if tenancy.provider_mode():  # --corp: the corp's own items only (the account index is by open_kfid)
+        from boto3.dynamodb.conditions import Attr
+
+        args["FilterExpression"] = Attr("corp").eq(tenancy.require())
     if start:
         args["ExclusiveStartKey"] = start
     response = table.query(**args)
-    items = [{k: _plain(v) for k, v in i.items()} for i in response.get("Items", [])]
+    items = [{k: _plain(v) for k, v in shown(i).items()} for i in response.get("Items", [])]
     return items, response.get("LastEvaluatedKey")
 
 

@@ -57,10 +57,10 @@ def pstack(aws_endpoint, provider):
     proc.stop()
 
 
-def kefu(*args: str) -> Any:
+def kefu(*args: str, **extra_env: str) -> Any:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KEFU_", "WECOM_", "AWS_"))}
     env.update({"PYTHONPATH": os.pathsep.join([str(ROOT / "cli"), str(ROOT / "shared")]),
-                "PYTHONIOENCODING": "utf-8", "KEFU_STATE_FILE": str(STATE_FILE)})
+                "PYTHONIOENCODING": "utf-8", "KEFU_STATE_FILE": str(STATE_FILE), **extra_env})
     done = subprocess.run([sys.executable, "-m", "kefu_cli", *args, "--json"], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=90)
     assert done.returncode == 0, done.stderr + done.stdout
@@ -150,6 +150,12 @@ def test_three_corps_served_by_their_own_rules_and_counted_apart(pstack, corps, 
     for corp in corps.values():
         wait_for(lambda corp=corp: funnel(corp) == {f"s{corp.id[6]}": 1}, timeout=20,
                  message=f"{corp.id}'s own figures only")
+    # The CLI, for one corp: its stats through its key, its conversation from its own keys.
+    stats = kefu("stats", "--corp", A, KEFU_CORP_KEY=a.key)
+    assert {row["scene"] for row in stats["funnel"] if row.get("scene")} == {"sa"}
+    said = kefu("messages", served[A][0], "--account", a.kfid, "--corp", A)
+    assert "你好，我想咨询" in json.dumps(said, ensure_ascii=False)
+    assert served[B][0] not in json.dumps(kefu("messages", "--account", b.kfid, "--corp", A), ensure_ascii=False)
 
 
 def test_a_changed_authorization_is_read_again(pstack, corps, provider, clients) -> None:
