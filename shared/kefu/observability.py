@@ -74,20 +74,24 @@ def count(service: str, name: str, value: float = 1, **dimensions: str) -> None:
         metrics(service).add_metric(name=name, unit=MetricUnit.Count, value=value)
         return
     pending = getattr(_invocation, "pending", None)
+    corp = tenancy.current()  # provider mode: counted per corp, the corp a property (not a dimension)
     if pending is None:
-        _write_dimensioned(service, name, dimensions, value)
+        _write_dimensioned(service, name, dimensions, value, corp)
         return
-    key = (service, name, tuple(sorted(dimensions.items())))
+    key = (service, name, tuple(sorted(dimensions.items())), corp)
     pending[key] = pending.get(key, 0) + value
 
 
-def _write_dimensioned(service: str, name: str, dimensions: dict[str, str], value: float) -> None:
+def _write_dimensioned(service: str, name: str, dimensions: dict[str, str], value: float,
+                       corp: str | None = None) -> None:
     from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
     with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace=metrics(service).namespace,
                        default_dimensions={"service": service}) as single:
         for key, dim in dimensions.items():
             single.add_dimension(name=key, value=dim)
+        if corp is not None:
+            single.add_metadata(key="corp", value=corp)
 
 
 def log_metrics(service: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -104,8 +108,8 @@ def log_metrics(service: str) -> Callable[[Callable[..., Any]], Callable[..., An
                 return inner(*args, **kwargs)
             finally:
                 pending, _invocation.pending = _invocation.pending, None
-                for (svc, name, dims), value in pending.items():
-                    _write_dimensioned(svc, name, dict(dims), value)
+                for (svc, name, dims, corp), value in pending.items():
+                    _write_dimensioned(svc, name, dict(dims), value, corp)
 
         return run
 

@@ -150,6 +150,10 @@ def test_three_corps_served_by_their_own_rules_and_counted_apart(pstack, corps, 
     for corp in corps.values():
         wait_for(lambda corp=corp: funnel(corp) == {f"s{corp.id[6]}": 1}, timeout=20,
                  message=f"{corp.id}'s own figures only")
+    # Its log lines and its counts name it (the corp a property of the metric, not a dimension).
+    for corp in corps.values():
+        assert any('"RouteDecision"' in line and f'"corp":"{corp.id}"' in line for line in pstack.lines), corp.id
+        assert any('"account synced"' in line and f'"corp":"{corp.id}"' in line for line in pstack.lines), corp.id
     # The CLI, for one corp: its stats through its key, its conversation from its own keys.
     stats = kefu("stats", "--corp", A, KEFU_CORP_KEY=a.key)
     assert {row["scene"] for row in stats["funnel"] if row.get("scene")} == {"sa"}
