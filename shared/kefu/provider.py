@@ -109,11 +109,28 @@ class Provider:
         if kind in (CREATE_AUTH, RESET_PERMANENT_CODE):
             self._authorize(str(command["auth_code"]), log)
         elif kind == CHANGE_AUTH:
-            self._reread(str(command["auth_corp_id"]), log)
+            corp = str(command["auth_corp_id"])
+            try:
+                self._reread(corp, log)
+            except CorpNotServed:  # cancelled meanwhile: nothing left to read again
+                log("authorization change of a corp not served, ignored", corp=corp)
+            except WeComError:
+                # A cancellation revokes the permanent code at WeCom before its callback arrives
+                # (40084): a change queued just before it is then moot. Anything else is retried.
+                if self._still_served(corp):
+                    raise
+                log("authorization change of a corp cancelled meanwhile, ignored", corp=corp)
         elif kind == CANCEL_AUTH:
             self.cancelled(str(command["auth_corp_id"]), log)
         else:
             log("suite command ignored", info_type=kind)
+
+    def _still_served(self, corp_id: str) -> bool:
+        try:
+            self.tenant(corp_id)
+        except CorpNotServed:
+            return False
+        return True
 
     def _authorize(self, auth_code: str, log: Callable[..., None]) -> None:
         auth = self.suite.permanent_code(auth_code)
@@ -130,13 +147,13 @@ class Provider:
         agents = (info.get("auth_info") or {}).get("agent") or []
         agent = agents[0].get("agentid") if agents and isinstance(agents[0], dict) else None
         name = str((info.get("auth_corp_info") or {}).get("corp_name") or tenant.corp_name)
-        self.tenants.authorized(corp_id, name, agent if isinstance(agent, int) else tenant.agent_id, tenant.code,
-                                tenant.authorized_at)
+        if not self.tenants.renamed(corp_id, name, agent if isinstance(agent, int) else tenant.agent_id):
+            raise CorpNotServed(f"corp {corp_id} cancelled while its authorization was read again")
         log("corp authorization changed", corp=corp_id, corp_name=name, agent_id=agent)
 
     def cancelled(self, corp_id: str, log: Callable[..., None]) -> None:
-        """After a cancel_auth (the corp is already marked cancelled): its keys and token go, and
-        its data too when the deployment deletes cancelled corps' data."""
+        """After a cancel_auth (the corp is already marked cancelled): its API keys are revoked, and
+        its data deleted when the deployment deletes cancelled corps' data."""
         if not tenancy.valid_corp_id(corp_id):
             return
         self.tenants.cancel(corp_id, int(time.time()))  # a repeat of what the callback did; no-op then

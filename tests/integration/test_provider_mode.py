@@ -220,6 +220,7 @@ def test_a_corp_that_cancels_is_no_longer_served_and_its_data_is_deleted(pstack,
     c = corps[C]
     euid, _ = serve_customer(c, http, "before")
     pulls = len(c.sim.sync_calls)
+    provider.change_auth(C)  # queued just before the cancellation: it must not bring the corp back
     provider.cancel_auth(C)
     wait_for(lambda: not active(clients, pstack, C), timeout=10, message="C cancelled")
     # C's callbacks are refused, its links, conversation API and figures answer nothing.
@@ -243,6 +244,17 @@ def test_a_corp_that_cancels_is_no_longer_served_and_its_data_is_deleted(pstack,
     wait_for(lambda: "corp data deleted" in pstack.output(), timeout=10, message="the deletion logged")
     time.sleep(3)
     assert len(c.sim.sync_calls) == pulls  # never pulled again
+    # The change queued before the cancellation is settled (a retry may meet the revoked code at
+    # WeCom first) without bringing C back and without a dead letter.
+    def queued(queue: str) -> int:
+        attrs = clients.sqs.get_queue_attributes(
+            QueueUrl=pstack.resources[queue],
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+    wait_for(lambda: queued("SyncQueue") == 0, timeout=30, message="the suite's commands settled")
+    assert not active(clients, pstack, C)
+    assert queued("SyncDeadLetterQueue") == 0
     # The other corps are still served.
     a = corps[A]
     serve_customer(a, http, "after")

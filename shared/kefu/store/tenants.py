@@ -69,6 +69,18 @@ class TenantStore(TableStore):
         self._table.update_item(Key=keys.tenant(corp_id), UpdateExpression=expression,
                                 ExpressionAttributeNames={"#s": "state"}, ExpressionAttributeValues=values)
 
+    def renamed(self, corp_id: str, corp_name: str, agent_id: int | None) -> bool:
+        """The corp's name and agent as WeCom has them now; only while it is active (False else:
+        a change never brings a cancelled corp back)."""
+        values: dict[str, Any] = {":n": corp_name, ":a": ACTIVE}
+        expression = "SET corp_name = :n"
+        if agent_id is not None:
+            expression += ", agent_id = :g"
+            values[":g"] = agent_id
+        return conditionally(lambda: self._table.update_item(
+            Key=keys.tenant(corp_id), UpdateExpression=expression, ConditionExpression="#s = :a",
+            ExpressionAttributeNames={"#s": "state"}, ExpressionAttributeValues=values))
+
     def cancel(self, corp_id: str, at: int) -> bool:
         """Mark the corp cancelled (False when it was never authorized or is cancelled already)."""
         return conditionally(lambda: self._table.update_item(
