@@ -64,7 +64,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
@@ -72,14 +71,12 @@ import httpx
 
 from local.wecom_sim.callbacks import _cdata
 from local.wecom_sim.core import WXBizMsgCrypt
-from local.wecom_sim.server import Response, _json_response, _RequestBody
+from local.wecom_sim.server import Response, _Handler, _json_response, _Server
 from local.wecom_sim.simulator import WeComSimulator
 from local.wecom_sim.state import (
     ACCESS_TOKEN_TTL,
     DEFAULT_EGRESS_IP,
     ERRMSG,
-    MAX_BODY,
-    MAX_UPLOAD_BODY,
     UNICODE_ESCAPE_RE,
     ApiError,
 )
@@ -191,46 +188,6 @@ def _set_manage_privilege(sim: WeComSimulator, added: list[str], removed: list[s
             account.manage_privilege = managed
 
 
-class _ProviderServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    provider: ProviderSimulator
-
-
-class _ProviderHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    server: _ProviderServer
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
-        self._serve("GET")
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._serve("POST")
-
-    def _serve(self, method: str) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        upload = urlsplit(self.path).path.rstrip("/") == "/cgi-bin/media/upload"
-        if length > (MAX_UPLOAD_BODY if upload else MAX_BODY):
-            status, headers, payload = _json_response(
-                {"errcode": 45001 if upload else 40058, "errmsg": "body too large"}, 413
-            )
-            self.close_connection = True
-        else:
-            body = _RequestBody(self.rfile.read(length) if length > 0 else b"")
-            body.content_type = self.headers.get("Content-Type") or ""
-            status, headers, payload = self.server.provider._handle_http(method, self.path, body)  # noqa: SLF001
-        self.send_response(status)
-        for name, value in headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet server
-        pass
-
-
 class ProviderSimulator:
     """The provider side of WeCom for one suite; one lock guards its state (each corp has its own)."""
 
@@ -264,7 +221,7 @@ class ProviderSimulator:
         self._offset = 0.0
         self._crypt = WXBizMsgCrypt(token, encoding_aes_key, suite_id)
         self._lock = threading.RLock()
-        self._server: _ProviderServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._ticket_thread: threading.Thread | None = None
         self._ticket_stop = threading.Event()
@@ -292,8 +249,8 @@ class ProviderSimulator:
         with self._lock:
             if self._server is not None:
                 return self.base_url
-            server = _ProviderServer((self.host, self.port), _ProviderHandler)
-            server.provider = self
+            server = _Server((self.host, self.port), _Handler)  # the corp simulator's server, serving this
+            server.simulator = self
             self._server = server
             self._http = httpx.Client(timeout=self.callback_timeout)
             self._thread = threading.Thread(

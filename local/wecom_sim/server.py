@@ -9,7 +9,7 @@ import secrets
 import time
 from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, quote, urlsplit
 
 from local.wecom_sim.api import ROUTES
@@ -24,9 +24,6 @@ from local.wecom_sim.state import (
     _Binary,
     _Fault,
 )
-
-if TYPE_CHECKING:
-    from local.wecom_sim.simulator import WeComSimulator
 
 Response = tuple[int, list[tuple[str, str]], bytes]
 
@@ -54,10 +51,16 @@ class _RequestBody(bytes):
     content_type = ""
 
 
+class _Serves(Protocol):
+    """What the server hands each request to: a corp's simulator, or the provider's (provider.py)."""
+
+    def _handle_http(self, method: str, raw_path: str, body: bytes) -> Response: ...
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    simulator: WeComSimulator
+    simulator: _Serves
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -21,48 +19,12 @@ from local.wecom_sim import (
     DEMO_SUITE_TOKEN,
     ProviderSimulator,
 )
+from tests.integration.test_simulator import T0, FakeClock
+from tests.integration.test_simulator import _Receiver as Receiver
 
 pytestmark = pytest.mark.integration
 
-T0 = 1_750_000_000.0
 CORP_A, CORP_B = "wwcorpalpha000001", "wwcorpbravo000002"
-
-
-class FakeClock:
-    def __init__(self, start: float = T0) -> None:
-        self.t = start
-
-    def __call__(self) -> float:
-        return self.t
-
-
-class Receiver:
-    """A callback endpoint: records each POST (path with query, body) and answers ``success``."""
-
-    def __init__(self, status: int = 200) -> None:
-        self.requests: list[tuple[str, bytes]] = []
-        received = self.requests
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server naming
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                received.append((self.path, body))
-                self.send_response(status)
-                self.send_header("Content-Length", "7")
-                self.end_headers()
-                self.wfile.write(b"success")
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/callback"
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def open_callback(request: tuple[str, bytes], receive_id: str) -> tuple[ET.Element, ET.Element]:
