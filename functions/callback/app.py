@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
+import time
 from typing import TYPE_CHECKING, Any
 
 from kefu import callback, observability, tenancy
@@ -48,6 +50,7 @@ def _crypto() -> WXBizMsgCrypt:
     return _built[1]
 
 
+@functools.cache
 def _tenants():  # noqa: ANN202 - kefu.store.tenants.TenantStore, imported in provider mode only
     from kefu.store.tenants import TenantStore
 
@@ -56,8 +59,6 @@ def _tenants():  # noqa: ANN202 - kefu.store.tenants.TenantStore, imported in pr
 
 def _is_served(corp_id: str) -> bool:
     """Provider mode: the corp authorized the suite and has not cancelled (kept a few seconds)."""
-    import time
-
     if not tenancy.valid_corp_id(corp_id):
         return False
     now = time.monotonic()
@@ -147,8 +148,6 @@ def receive_command(query: dict[str, str], event: dict[str, Any]) -> dict[str, A
         _tenants().save_ticket(str(command.suite_ticket), command.timestamp)
     else:
         if command.info_type == callback.CANCEL_AUTH:
-            import time
-
             _tenants().cancel(str(command.auth_corp_id), int(time.time()))
             _served.pop(str(command.auth_corp_id), None)
         enqueue_command(settings.sync_queue_url, command)

@@ -75,27 +75,28 @@ service = LinkService(LinkStore(settings.state_table), _add_contact_way, Account
                       on_count_failed=_count_failed, timezone=settings.stats_timezone,
                       daily_new_limit=settings.link_daily_new_limit, memory=LinkMemory(), defer_counts=True)
 PROVIDER = settings.mode == "provider"
-_corp_links: dict[str, Any] = {}  # provider mode: corp -> kefu.corp_links.CorpLinks
+_corp_services: dict[str, tuple[Any, LinkService]] = {}  # provider mode: corp -> (its WeCom client, its service)
+_corp_settings: Any = None  # provider mode: kefu.corp_links.CorpLinkSettings
 
 
 def _for_corp(query: dict[str, str] | None) -> tuple[str, LinkService, LinkConfig]:
     """Provider mode: the corp a request names (``corp``), if it is served, with its own service
     (its WeCom client, account directory, memory) and its link settings."""
-    from kefu.corp_links import CorpLinks
+    global _corp_settings
+    from kefu.corp_links import CorpLinkSettings, corp_link_service
     from kefu.provider import CorpNotServed, provider
 
     corp = (query or {}).get("corp", "")
     if not tenancy.valid_corp_id(corp):
         raise LinkError(400, "invalid_corp", "corp is required: the corp id (wwxxxx) of the enterprise")
-    p = provider(settings, on_error=observability.wecom_error_counter(SERVICE))
     try:
-        tenant = p.tenant(corp)
+        corp_service = provider(settings, on_error=observability.wecom_error_counter(SERVICE)).for_corp(
+            corp, _corp_services, lambda client: corp_link_service(settings, client, _count_failed))
     except CorpNotServed:
         raise LinkError(404, "unknown_corp", "no enterprise with this corp id is served here") from None
-    held = _corp_links.get(corp)
-    if held is None:
-        held = _corp_links[corp] = CorpLinks(corp, settings, config)
-    return corp, held.service(p.client(tenant), _count_failed), held.config()
+    if _corp_settings is None:
+        _corp_settings = CorpLinkSettings(settings.media_bucket, config)
+    return corp, corp_service, _corp_settings.config(corp)
 
 
 class AfterAnswer:

@@ -30,7 +30,7 @@ processor = LoggedFifoProcessor(logger)
 _ports: Ports | None = None
 _context: Any = None
 PROVIDER = settings.mode == "provider"
-_corp_ports: dict[str, Ports] = {}  # provider mode: one per corp (its WeCom client)
+_corp_ports: dict[str, tuple[WeComClient, Ports]] = {}  # provider mode, per corp: (its WeCom client, its ports)
 
 
 class DownloadsLeft(RuntimeError):
@@ -82,16 +82,11 @@ def corp_ports(corp: str) -> Ports | None:
     """Provider mode: the corp's ports, or None when the corp is not served (any more)."""
     from kefu.provider import CorpNotServed, provider
 
-    p = provider(settings, on_error=observability.wecom_error_counter(SERVICE))
     try:
-        client = p.client(p.tenant(corp))
+        return provider(settings, on_error=observability.wecom_error_counter(SERVICE)).for_corp(corp, _corp_ports, Ports)
     except CorpNotServed as exc:
         logger.warning("media job dropped: corp not served", extra={"corp": corp, "reason": str(exc)})
         return None
-    held = _corp_ports.get(corp)
-    if held is None or held.wecom is not client:
-        held = _corp_ports[corp] = Ports(client)
-    return held
 
 
 def record_handler(record) -> None:  # noqa: ANN001 - Powertools SQSRecord

@@ -28,7 +28,7 @@ rules = RulesSource(settings, Path(__file__).with_name("routing.yaml"))
 rules.load()
 _engine: RoutingEngine | None = None
 PROVIDER = settings.mode == "provider"
-_engines: dict[str, tuple[object, RoutingEngine]] = {}  # provider mode, per corp: (its WeCom client, engine)
+_engines: dict[str, tuple[Any, RoutingEngine]] = {}  # provider mode, per corp: (its WeCom client, engine)
 _deadline = [0.0]  # when the current invocation must have finished (time.monotonic()), for the AI answerer
 
 
@@ -53,19 +53,13 @@ def corp_engine(corp: str) -> RoutingEngine | None:
     from kefu.provider import CorpNotServed, provider
     from kefu.routing.corp_rules import CorpRulesSource
 
-    p = provider(settings, on_error=observability.wecom_error_counter(SERVICE))
     try:
-        tenant = p.tenant(corp)
+        return provider(settings, on_error=observability.wecom_error_counter(SERVICE)).for_corp(
+            corp, _engines, lambda client: build_engine(settings, CorpRulesSource(rules, settings.media_bucket, corp),
+                                                        _record, SERVICE, time_left=_time_left, wecom=client))
     except CorpNotServed as exc:
         logger.warning("record dropped: corp not served", extra={"corp": corp, "reason": str(exc)})
         return None
-    client = p.client(tenant)
-    held = _engines.get(corp)
-    if held is None or held[0] is not client:
-        held = (client, build_engine(settings, CorpRulesSource(rules, settings.media_bucket, corp), _record, SERVICE,
-                                     time_left=_time_left, wecom=client))
-        _engines[corp] = held
-    return held[1]
 
 
 def record_handler(record) -> None:  # noqa: ANN001 - Powertools SQSRecord

@@ -44,7 +44,7 @@ MAX_BODY = 64 * 1024
 TRANSFER_TARGETS = ("servicer", "pool", "bot")
 _operator: Operator | None = None
 PROVIDER = settings.mode == "provider"
-_operators: dict[str, tuple[object, Operator]] = {}  # provider mode, per corp: (its WeCom client, operator)
+_operators: dict[str, tuple[Any, Operator]] = {}  # provider mode, per corp: (its WeCom client, operator)
 
 
 def _record(decision: Decision) -> None:
@@ -65,18 +65,14 @@ def _corp_operator(corp: str) -> Operator:
     from kefu.provider import CorpNotServed, provider
     from kefu.routing.corp_rules import CorpRulesSource
 
-    p = provider(settings, on_error=observability.wecom_error_counter(SERVICE))
     try:
-        client = p.client(p.tenant(corp))
+        return provider(settings, on_error=observability.wecom_error_counter(SERVICE)).for_corp(
+            corp, _operators, lambda client: Operator(build_engine(
+                settings, CorpRulesSource(rules, settings.media_bucket, corp), _record, SERVICE, wecom=client), messages))
     except CorpNotServed:
         from kefu.corp_auth import not_served
 
         raise not_served() from None
-    held = _operators.get(corp)
-    if held is None or held[0] is not client:
-        engine = build_engine(settings, CorpRulesSource(rules, settings.media_bucket, corp), _record, SERVICE, wecom=client)
-        held = _operators[corp] = (client, Operator(engine, messages))
-    return held[1]
 
 
 def media_url(key: str) -> str:

@@ -4,6 +4,7 @@ callbacks may have been lost, and pool drains and session checks for the route f
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,7 +32,7 @@ logger = observability.logger(SERVICE)
 rules = RulesSource(settings, Path(__file__).with_name("routing.yaml"))
 rules.load()
 _wecom: WeComClient | None = None
-_corp_ports: dict[str, Ports] = {}  # provider mode: one per corp (its WeCom client and rules)
+_corp_ports: dict[str, tuple[WeComClient, Ports]] = {}  # provider mode, per corp: (its WeCom client, its ports)
 
 
 class Ports:
@@ -93,22 +94,24 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return _sweep(Ports(_wecom), event, policy)
 
 
+def _corp_ports_of(corp: str, client: WeComClient) -> Ports:
+    from kefu.routing.corp_rules import CorpRulesSource
+
+    return Ports(client, CorpRulesSource(rules, settings.media_bucket, corp))
+
+
 def _sweep_corps(event: dict[str, Any], policy: sweep.SweepPolicy) -> dict[str, Any]:
     """Provider mode: each corp served, in turn, as its own sweep; one corp's failure is logged
     and the others are swept all the same."""
     from kefu.provider import CorpNotServed, provider
-    from kefu.routing.corp_rules import CorpRulesSource
 
     p = provider(settings, on_error=observability.wecom_error_counter(SERVICE))
     swept: dict[str, Any] = {}
     for corp in p.tenants.active():
         with tenancy.serving(corp):
             try:
-                held = _corp_ports.get(corp)
-                client = p.client(p.tenant(corp))
-                if held is None or held.wecom is not client:
-                    held = _corp_ports[corp] = Ports(client, CorpRulesSource(rules, settings.media_bucket, corp))
-                swept[corp] = _sweep(held, event, policy)
+                ports = p.for_corp(corp, _corp_ports, functools.partial(_corp_ports_of, corp))
+                swept[corp] = _sweep(ports, event, policy)
             except CorpNotServed:
                 continue
             except Exception as exc:

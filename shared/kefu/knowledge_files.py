@@ -6,62 +6,33 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
-from kefu import aws, tenancy
+from kefu import tenancy
 from kefu.knowledge import Knowledge, parse_knowledge, read_file
 from kefu.routing.rules import KnowledgeFile
+from kefu.s3_documents import CHECK_SECONDS, S3Documents
 
-S3_CHECK_SECONDS = 60
-
-
-@dataclass
-class _Held:
-    knowledge: Knowledge
-    etag: str
-    checked: float
-
+S3_CHECK_SECONDS = CHECK_SECONDS  # an S3 knowledge file is looked at again at most this often
 
 class KnowledgeFiles:
     def __init__(self, base_dir: Callable[[], Path | None], bucket: str,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._base_dir = base_dir
-        self._bucket = bucket
-        self._clock = clock
-        self._held: dict[str, _Held] = {}
+        self._files: dict[str, Knowledge] = {}
+        self._s3: S3Documents[Knowledge] = S3Documents(bucket, parse_knowledge, clock=clock)
 
     def __call__(self, ref: KnowledgeFile) -> Knowledge:
         if ref.s3 is not None:
-            return self._from_s3(ref.s3)
-        held = self._held.get(ref.key())
+            # A corp's knowledge is under its own prefix (provider mode).
+            knowledge = self._s3.get(tenancy.qualify(ref.s3))
+            if knowledge is None:  # not with missing_ok off: a missing object raises
+                raise ValueError(f"knowledge {ref.s3}: not found")
+            return knowledge
+        held = self._files.get(ref.key())
         if held is None:
             base = self._base_dir()
             if base is None:
                 raise ValueError("rules from an SSM parameter name knowledge in S3 only")
-            held = _Held(read_file(str(base / str(ref.path))), "", 0.0)
-            self._held[ref.key()] = held
-        return held.knowledge
-
-    def _from_s3(self, key: str) -> Knowledge:
-        key = tenancy.qualify(key)  # a corp's knowledge is under its own prefix (provider mode)
-        held = self._held.get(f"s3:{key}")
-        now = self._clock()
-        if held is not None and now - held.checked < S3_CHECK_SECONDS:
-            return held.knowledge
-        if not self._bucket:
-            raise ValueError("no media bucket (KEFU_MEDIA_BUCKET) to read it from")
-        args = {"Bucket": self._bucket, "Key": key, **({"IfNoneMatch": held.etag} if held else {})}
-        from botocore.exceptions import ClientError
-
-        try:
-            response = aws.client("s3").get_object(**args)
-        except ClientError as exc:
-            if held is not None and exc.response.get("Error", {}).get("Code") in ("304", "NotModified"):
-                held.checked = now
-                return held.knowledge
-            raise
-        text = response["Body"].read().decode("utf-8")
-        knowledge = parse_knowledge(text, f"s3://{self._bucket}/{key}")
-        self._held[f"s3:{key}"] = _Held(knowledge, str(response.get("ETag") or ""), now)
-        return knowledge
+            held = self._files[ref.key()] = read_file(str(base / str(ref.path)))
+        return held

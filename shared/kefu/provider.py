@@ -20,7 +20,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from kefu import aws, tenancy
 from kefu.callback import CANCEL_AUTH, CHANGE_AUTH, CREATE_AUTH, RESET_PERMANENT_CODE, SuiteCommand
@@ -33,6 +33,7 @@ from kefu.wecom.errors import WeComError
 from kefu.wecom.suite import SuiteApi
 from kefu.wecom.tokens import AccessTokens, token_key
 
+T = TypeVar("T")
 CONTEXT_KEY = "kefu:corp"
 COMMAND = "command"  # a sync-queue body {"command": {...}} is a suite command, not a pull
 
@@ -101,6 +102,16 @@ class Provider:
                              on_token_rejected=tokens.invalidate, http=self.http, on_error=self.on_error)
         self._clients[corp] = (tenant.code, client)
         return client
+
+    def for_corp(self, corp_id: str, cache: dict[str, tuple[WeComClient, T]], build: Callable[[WeComClient], T]) -> T:
+        """What ``build`` makes of the served corp's WeCom client (its routing engine, its ports...),
+        kept in the caller's ``cache`` until the client changes (a new permanent code). Raises
+        CorpNotServed for a corp that is not served now."""
+        client = self.client(self.tenant(corp_id))
+        held = cache.get(corp_id)
+        if held is None or held[0] is not client:
+            held = cache[corp_id] = (client, build(client))
+        return held[1]
 
     # -- the suite's commands (queued by the callback, run by the sync function) ---------------------
 

@@ -4,13 +4,12 @@ replaces it."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 
 import pytest
 
-from tests.support.stack import start_stack, wait_for
+from tests.support.stack import start_provider_stack, wait_for
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
@@ -29,22 +28,8 @@ def provider():
 
 @pytest.fixture(scope="module")
 def cstack(aws_endpoint, provider):
-    from local.wecom_sim import DEMO_CORP_ID
-
-    env = {
-        "AWS_ENDPOINT_URL": aws_endpoint, "WECOM_API_BASE": provider.base_url,
-        "WECOM_CORP_ID": DEMO_CORP_ID, "WECOM_CORP_SECRET": "provider-own-corp-secret-unused",
-        "WECOM_TOKEN": provider.token, "WECOM_ENCODING_AES_KEY": provider.encoding_aes_key,
-        "WECOM_SUITE_SECRET": provider.suite_secret,
-        "KEFU_STACK_NAME": f"kefu-c{uuid.uuid4().hex[:8]}", "KEFU_LOG_FORMAT": "json",
-        "KEFU_LOCAL_VISIBILITY_TIMEOUT": "2", "KEFU_LOCAL_SCHEDULE_SECONDS": "off",
-        "KEFU_STATE_FILE": str(HERE.parents[1] / "build" / f"custom-app-{uuid.uuid4().hex[:8]}.json"),
-        "KEFU_ROUTING_CONFIG": str(HERE / "route_rules.yaml"),
-        "KEFU_TEMPLATE_PARAMS": json.dumps({"Mode": "provider", "SuiteId": provider.suite_id,
-                                            "ProviderAppKind": "custom_app", "BedrockModelId": ""}),
-    }
-    proc = start_stack(env)
-    provider.set_callback_urls(f"{proc.url}/callback", f"{proc.url}/callback")
+    proc = start_provider_stack(aws_endpoint, provider, HERE.parents[1] / "build" / f"custom-app-{uuid.uuid4().hex[:8]}.json",
+                                ProviderAppKind="custom_app")
     yield proc
     proc.stop()
 

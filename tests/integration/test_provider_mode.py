@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from kefu.stats import day_of
-from tests.support.stack import ROOT, start_stack, wait_for
+from tests.support.stack import ROOT, start_provider_stack, wait_for
 
 pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
@@ -38,21 +38,7 @@ def provider():
 
 @pytest.fixture(scope="module")
 def pstack(aws_endpoint, provider):
-    from local.wecom_sim import DEMO_CORP_ID
-
-    env = {
-        "AWS_ENDPOINT_URL": aws_endpoint, "WECOM_API_BASE": provider.base_url,
-        "WECOM_CORP_ID": DEMO_CORP_ID, "WECOM_CORP_SECRET": "provider-own-corp-secret-unused",
-        "WECOM_TOKEN": provider.token, "WECOM_ENCODING_AES_KEY": provider.encoding_aes_key,
-        "WECOM_SUITE_SECRET": provider.suite_secret, "KEFU_STATE_FILE": str(STATE_FILE),
-        "KEFU_STACK_NAME": f"kefu-p{uuid.uuid4().hex[:8]}", "KEFU_LOG_FORMAT": "json",
-        "KEFU_LOCAL_VISIBILITY_TIMEOUT": "2", "KEFU_LOCAL_SCHEDULE_SECONDS": "off",
-        "KEFU_ROUTING_CONFIG": str(HERE / "route_rules.yaml"),
-        "KEFU_TEMPLATE_PARAMS": json.dumps({"Mode": "provider", "SuiteId": provider.suite_id,
-                                            "CancelledCorpData": "delete", "BedrockModelId": ""}),
-    }
-    proc = start_stack(env)
-    provider.set_callback_urls(f"{proc.url}/callback", f"{proc.url}/callback")  # one URL takes both
+    proc = start_provider_stack(aws_endpoint, provider, STATE_FILE, CancelledCorpData="delete")
     yield proc
     proc.stop()
 
@@ -167,8 +153,8 @@ def test_a_changed_authorization_is_read_again(pstack, corps, provider, clients)
     provider.change_auth(A)
     wait_for(lambda: (tenant(clients, pstack, A) or {}).get("corp_name", {}).get("S") == "Corp A (renamed)",
              timeout=20, message="the corp's new name")
-    assert kefu("corps", "list")[0]["name"] in ("Corp A (renamed)", "Corp B", "Corp C")
-    assert {row["corp"]: row["state"] for row in kefu("corps", "list")}[A] == "active"
+    listed = {row["corp"]: row for row in kefu("corps", "list")}
+    assert (listed[A]["name"], listed[A]["state"], listed[A]["accounts"]) == ("Corp A (renamed)", "active", [corps[A].kfid])
 
 
 def test_the_provider_gets_an_install_link(pstack, provider) -> None:

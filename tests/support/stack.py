@@ -140,3 +140,28 @@ def stack_env(aws_endpoint: str, simulator: Any, stack_name: str, **extra: str) 
         "KEFU_LOG_FORMAT": "json",  # the tests and benchmarks read the functions' JSON lines
         **extra,
     }
+
+
+def start_provider_stack(aws_endpoint: str, provider: Any, state_file: Path, **params: str) -> StackProcess:
+    """A local stack in provider mode (template Mode=provider) against ``provider`` (a
+    local.wecom_sim.ProviderSimulator), which then posts both of its callbacks to the stack;
+    ``params`` are more template parameters. No model, no schedules, the deployment's rules
+    those of tests/integration/route_rules.yaml."""
+    import uuid
+
+    from local.wecom_sim import DEMO_CORP_ID
+
+    env = {
+        "AWS_ENDPOINT_URL": aws_endpoint, "WECOM_API_BASE": provider.base_url,
+        "WECOM_CORP_ID": DEMO_CORP_ID, "WECOM_CORP_SECRET": "provider-own-corp-secret-unused",
+        "WECOM_TOKEN": provider.token, "WECOM_ENCODING_AES_KEY": provider.encoding_aes_key,
+        "WECOM_SUITE_SECRET": provider.suite_secret, "KEFU_STATE_FILE": str(state_file),
+        "KEFU_STACK_NAME": f"kefu-p{uuid.uuid4().hex[:8]}", "KEFU_LOG_FORMAT": "json",
+        "KEFU_LOCAL_VISIBILITY_TIMEOUT": "2", "KEFU_LOCAL_SCHEDULE_SECONDS": "off",
+        "KEFU_ROUTING_CONFIG": str(ROOT / "tests" / "integration" / "route_rules.yaml"),
+        "KEFU_TEMPLATE_PARAMS": json.dumps({"Mode": "provider", "SuiteId": provider.suite_id, "BedrockModelId": "",
+                                            **params}),
+    }
+    proc = start_stack(env)
+    provider.set_callback_urls(f"{proc.url}/callback", f"{proc.url}/callback")  # one URL takes both
+    return proc
